@@ -1,0 +1,205 @@
+-- The POS points path: program, merchants, stores, API clients, members, cards, purchases,
+-- refunds, point lots, the append-only ledger and idempotency records.
+-- Hot tables are keyed by member first so that a member's rows can live on one shard later.
+
+CREATE TABLE program_settings (
+    id                     integer     NOT NULL PRIMARY KEY,
+    currency               varchar(3)  NOT NULL,
+    time_zone              varchar(64) NOT NULL,
+    earn_rate_bps          integer     NOT NULL,
+    point_value_minor      integer     NOT NULL,
+    max_redeem_share_bps   integer     NOT NULL,
+    activation_delay_days  integer     NOT NULL,
+    points_lifetime_days   integer     NOT NULL,
+    expiry_rounding        varchar(16) NOT NULL,
+    welcome_bonus_points   integer     NOT NULL,
+    updated_at             TEXT NOT NULL
+);
+
+INSERT INTO program_settings (id, currency, time_zone, earn_rate_bps, point_value_minor, max_redeem_share_bps,
+    activation_delay_days, points_lifetime_days, expiry_rounding, welcome_bonus_points, updated_at)
+VALUES (1, 'USD', 'UTC', 10000, 1, 5000, 14, 365, 'EndOfDay', 0, '2026-01-01 00:00:00.0000000');
+
+CREATE TABLE merchants (
+    id          INTEGER PRIMARY KEY,
+    name        varchar(200) NOT NULL,
+    kind        varchar(16)  NOT NULL,
+    created_at  TEXT  NOT NULL
+);
+
+CREATE TABLE stores (
+    id           INTEGER PRIMARY KEY,
+    merchant_id  bigint       NOT NULL REFERENCES merchants (id),
+    code         varchar(64)  NOT NULL,
+    name         varchar(200) NOT NULL,
+    created_at   TEXT  NOT NULL,
+    CONSTRAINT ux_stores_merchant_code UNIQUE (merchant_id, code)
+);
+
+CREATE TABLE api_clients (
+    id           INTEGER PRIMARY KEY,
+    name         varchar(200) NOT NULL,
+    role         varchar(16)  NOT NULL,
+    merchant_id  bigint       NULL REFERENCES merchants (id),
+    store_id     bigint       NULL REFERENCES stores (id),
+    key_prefix   varchar(16)  NOT NULL,
+    key_hash     varchar(64)  NOT NULL,
+    created_at   TEXT  NOT NULL,
+    revoked_at   TEXT  NULL,
+    CONSTRAINT ux_api_clients_key_prefix UNIQUE (key_prefix)
+);
+
+CREATE TABLE members (
+    id                     INTEGER PRIMARY KEY,
+    external_id            varchar(100) NULL,
+    phone                  varchar(20)  NULL,
+    email                  varchar(254) NULL,
+    name                   varchar(200) NULL,
+    birth_date             varchar(10)  NULL,
+    referral_code          varchar(16)  NOT NULL,
+    referred_by_member_id  bigint       NULL REFERENCES members (id),
+    status                 varchar(16)  NOT NULL,
+    enrolled_at            TEXT  NOT NULL
+);
+CREATE UNIQUE INDEX ux_members_external_id ON members (external_id);
+CREATE UNIQUE INDEX ux_members_phone ON members (phone);
+CREATE UNIQUE INDEX ux_members_email ON members (email);
+CREATE UNIQUE INDEX ux_members_referral_code ON members (referral_code);
+
+-- One row per member: the lock every points write takes first, and the debt left by refunds.
+CREATE TABLE point_accounts (
+    member_id    bigint      NOT NULL PRIMARY KEY REFERENCES members (id),
+    debt_points  bigint      NOT NULL,
+    version      bigint      NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+
+CREATE TABLE cards (
+    id                   INTEGER PRIMARY KEY,
+    card_number          varchar(32)  NOT NULL,
+    member_id            bigint       NOT NULL REFERENCES members (id),
+    status               varchar(16)  NOT NULL,
+    issued_at            TEXT  NOT NULL,
+    blocked_at           TEXT  NULL,
+    block_reason         varchar(200) NULL,
+    replaced_by_card_id  bigint       NULL,
+    CONSTRAINT ux_cards_card_number UNIQUE (card_number)
+);
+CREATE INDEX ix_cards_member ON cards (member_id);
+
+CREATE TABLE purchases (
+    id                    INTEGER PRIMARY KEY,
+    member_id             bigint      NOT NULL REFERENCES members (id),
+    merchant_id           bigint      NOT NULL REFERENCES merchants (id),
+    store_id              bigint      NOT NULL REFERENCES stores (id),
+    receipt_number        varchar(64) NOT NULL,
+    card_id               bigint      NULL,
+    occurred_at           TEXT NOT NULL,
+    recorded_at           TEXT NOT NULL,
+    currency              varchar(3)  NOT NULL,
+    total_minor           bigint      NOT NULL,
+    amount_due_minor      bigint      NOT NULL,
+    points_redeemed       bigint      NOT NULL,
+    redeemed_value_minor  bigint      NOT NULL,
+    points_earned         bigint      NOT NULL,
+    earn_lot_id           bigint      NULL,
+    refunded_minor        bigint      NOT NULL,
+    points_reversed       bigint      NOT NULL,
+    points_returned       bigint      NOT NULL,
+    request_hash          varchar(64) NOT NULL,
+    response_json         text        NOT NULL,
+    CONSTRAINT ux_purchases_store_receipt UNIQUE (store_id, receipt_number)
+);
+CREATE INDEX ix_purchases_member ON purchases (member_id, id);
+
+CREATE TABLE purchase_lines (
+    purchase_id        bigint       NOT NULL REFERENCES purchases (id),
+    line_no            integer      NOT NULL,
+    sku                varchar(64)  NOT NULL,
+    category           varchar(64)  NULL,
+    quantity           integer      NOT NULL,
+    amount_minor       bigint       NOT NULL,
+    refunded_quantity  integer      NOT NULL,
+    refunded_minor     bigint       NOT NULL,
+    PRIMARY KEY (purchase_id, line_no)
+);
+
+CREATE TABLE point_lots (
+    id               INTEGER PRIMARY KEY,
+    member_id        bigint      NOT NULL REFERENCES members (id),
+    source           varchar(24) NOT NULL,
+    purchase_id      bigint      NULL,
+    granted_points   bigint      NOT NULL,
+    remaining_points bigint      NOT NULL,
+    expired_points   bigint      NOT NULL,
+    reversed_points  bigint      NOT NULL,
+    available_at     TEXT NOT NULL,
+    expires_at       TEXT NOT NULL,
+    status           varchar(16) NOT NULL,
+    created_at       TEXT NOT NULL,
+    CONSTRAINT ck_point_lots_remaining CHECK (remaining_points >= 0 AND remaining_points <= granted_points)
+);
+CREATE INDEX ix_point_lots_member_expiry ON point_lots (member_id, expires_at);
+CREATE INDEX ix_point_lots_expiry ON point_lots (expires_at, remaining_points);
+
+CREATE TABLE ledger_entries (
+    id           INTEGER PRIMARY KEY,
+    member_id    bigint       NOT NULL REFERENCES members (id),
+    entry_type   varchar(24)  NOT NULL,
+    points       bigint       NOT NULL,
+    lot_id       bigint       NULL,
+    purchase_id  bigint       NULL,
+    refund_id    bigint       NULL,
+    reason       varchar(500) NULL,
+    actor        varchar(100) NOT NULL,
+    created_at   TEXT  NOT NULL
+);
+CREATE INDEX ix_ledger_entries_member ON ledger_entries (member_id, id);
+
+-- Which lots each redemption consumed, so a refund can give points back with their original expiry.
+CREATE TABLE redemption_allocations (
+    id              INTEGER PRIMARY KEY,
+    member_id       bigint      NOT NULL REFERENCES members (id),
+    purchase_id     bigint      NOT NULL REFERENCES purchases (id),
+    lot_id          bigint      NOT NULL REFERENCES point_lots (id),
+    points          bigint      NOT NULL,
+    returned_points bigint      NOT NULL,
+    expires_at      TEXT NOT NULL
+);
+CREATE INDEX ix_redemption_allocations_purchase ON redemption_allocations (purchase_id);
+
+CREATE TABLE refunds (
+    id              INTEGER PRIMARY KEY,
+    purchase_id     bigint      NOT NULL REFERENCES purchases (id),
+    member_id       bigint      NOT NULL REFERENCES members (id),
+    store_id        bigint      NOT NULL REFERENCES stores (id),
+    refund_number   varchar(64) NOT NULL,
+    occurred_at     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    amount_minor    bigint      NOT NULL,
+    points_reversed bigint      NOT NULL,
+    points_returned bigint      NOT NULL,
+    request_hash    varchar(64) NOT NULL,
+    response_json   text        NOT NULL,
+    CONSTRAINT ux_refunds_store_number UNIQUE (store_id, refund_number)
+);
+CREATE INDEX ix_refunds_purchase ON refunds (purchase_id);
+
+CREATE TABLE refund_lines (
+    refund_id     bigint  NOT NULL REFERENCES refunds (id),
+    line_no       integer NOT NULL,
+    quantity      integer NOT NULL,
+    amount_minor  bigint  NOT NULL,
+    PRIMARY KEY (refund_id, line_no)
+);
+
+CREATE TABLE idempotency_keys (
+    client_key     varchar(64)  NOT NULL,
+    idem_key       varchar(200) NOT NULL,
+    operation      varchar(64)  NOT NULL,
+    request_hash   varchar(64)  NOT NULL,
+    status_code    integer      NOT NULL,
+    response_json  text         NOT NULL,
+    created_at     TEXT  NOT NULL,
+    PRIMARY KEY (client_key, idem_key)
+);

@@ -1,0 +1,258 @@
+using System.Data.Common;
+using Dapper;
+using LoyaltyApi.Infrastructure;
+
+namespace LoyaltyApi.Features.Points;
+
+public static class LedgerEntryTypes
+{
+    public const string Earn = "earn";
+    public const string Redeem = "redeem";
+    public const string EarnReversal = "earn_reversal";
+    public const string RedeemReturn = "redeem_return";
+    public const string Expire = "expire";
+    public const string Adjustment = "adjustment";
+    public const string WelcomeBonus = "welcome_bonus";
+}
+
+public static class LotSources
+{
+    public const string Purchase = "purchase";
+    public const string WelcomeBonus = "welcome_bonus";
+    public const string Adjustment = "adjustment";
+    public const string RedeemReturn = "redeem_return";
+}
+
+/// <summary>A grant of points: pending until <see cref="AvailableAt"/>, spendable until <see cref="ExpiresAt"/>.</summary>
+public sealed class PointLot
+{
+    public long Id { get; set; }
+    public long MemberId { get; set; }
+    public string Source { get; set; } = "";
+    public long? PurchaseId { get; set; }
+    public long GrantedPoints { get; set; }
+    public long RemainingPoints { get; set; }
+    public long ExpiredPoints { get; set; }
+    public long ReversedPoints { get; set; }
+    public DateTime AvailableAt { get; set; }
+    public DateTime ExpiresAt { get; set; }
+    public string Status { get; set; } = "";
+
+    public bool IsAvailable(DateTime now) => AvailableAt <= now && ExpiresAt > now;
+    public bool IsPending(DateTime now) => AvailableAt > now && ExpiresAt > now;
+}
+
+public sealed record LotAllocation(PointLot Lot, long Points);
+
+/// <summary>
+/// A member's points inside one transaction. Opening it takes the member's row lock (an UPDATE,
+/// which every engine turns into a row lock), so all writes for one member are serialized and
+/// parallel redemptions cannot overspend. Reads of the balance never count expired lots as
+/// available, whether or not the expiry job has run.
+/// </summary>
+public sealed class PointsAccount
+{
+    private const string LockSql = """
+        UPDATE point_accounts
+        SET version = version + 1, updated_at = @Now
+        WHERE member_id = @MemberId
+        RETURNING debt_points
+        """;
+
+    private const string LiveLotsSql = """
+        SELECT id, member_id, source, purchase_id, granted_points, remaining_points, expired_points, reversed_points,
+               available_at, expires_at, status
+        FROM point_lots
+        WHERE member_id = @MemberId AND remaining_points > 0 AND expires_at > @Now
+        ORDER BY expires_at, id
+        """;
+
+    private const string LotByIdSql = """
+        SELECT id, member_id, source, purchase_id, granted_points, remaining_points, expired_points, reversed_points,
+               available_at, expires_at, status
+        FROM point_lots
+        WHERE id = @Id AND member_id = @MemberId
+        """;
+
+    private const string InsertLotSql = """
+        INSERT INTO point_lots (member_id, source, purchase_id, granted_points, remaining_points, expired_points,
+            reversed_points, available_at, expires_at, status, created_at)
+        VALUES (@MemberId, @Source, @PurchaseId, @GrantedPoints, @RemainingPoints, 0, 0, @AvailableAt, @ExpiresAt, @Status, @Now)
+        RETURNING id
+        """;
+
+    private const string UpdateLotSql = """
+        UPDATE point_lots
+        SET remaining_points = @RemainingPoints, reversed_points = @ReversedPoints, expired_points = @ExpiredPoints, status = @Status
+        WHERE id = @Id AND member_id = @MemberId
+        """;
+
+    private const string InsertEntrySql = """
+        INSERT INTO ledger_entries (member_id, entry_type, points, lot_id, purchase_id, refund_id, reason, actor, created_at)
+        VALUES (@MemberId, @EntryType, @Points, @LotId, @PurchaseId, @RefundId, @Reason, @Actor, @Now)
+        """;
+
+    private const string UpdateDebtSql = """
+        UPDATE point_accounts
+        SET debt_points = @Debt
+        WHERE member_id = @MemberId
+        """;
+
+    private readonly Db _db;
+    private readonly DbConnection _connection;
+    private readonly DbTransaction _tx;
+    private readonly CancellationToken _ct;
+    private readonly string _actor;
+    private long _debtAtOpen;
+
+    private PointsAccount(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor, CancellationToken ct)
+    {
+        _db = db;
+        _connection = connection;
+        _tx = tx;
+        MemberId = memberId;
+        Now = now;
+        _actor = actor;
+        _ct = ct;
+    }
+
+    public long MemberId { get; }
+    public DateTime Now { get; }
+    public long Debt { get; private set; }
+    public List<PointLot> Lots { get; private set; } = [];
+
+    /// <summary>Points that can be spent now: available lots less any debt. May be negative.</summary>
+    public long Available => Lots.Where(l => l.IsAvailable(Now)).Sum(l => l.RemainingPoints) - Debt;
+    public long Pending => Lots.Where(l => l.IsPending(Now)).Sum(l => l.RemainingPoints);
+
+    /// <summary>Locks the member's points and loads the live lots; null when the member has no account.</summary>
+    public static async Task<PointsAccount?> OpenAsync(Db db, DbConnection connection, DbTransaction tx, long memberId,
+        DateTime now, string actor, CancellationToken ct)
+    {
+        var debt = await connection.ExecuteScalarAsync<long?>(new CommandDefinition(db.Sql(LockSql),
+            new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
+        if (debt is null) return null;
+        var account = new PointsAccount(db, connection, tx, memberId, now, actor, ct) { Debt = debt.Value, _debtAtOpen = debt.Value };
+        account.Lots = (await connection.QueryAsync<PointLot>(new CommandDefinition(db.Sql(LiveLotsSql),
+            new { MemberId = memberId, Now = now }, tx, cancellationToken: ct))).ToList();
+        return account;
+    }
+
+    /// <summary>Grants points as a new lot. Any debt is paid off first, then the rest lands in the lot.</summary>
+    public async Task<PointLot> GrantAsync(string source, string entryType, long points, DateTime availableAt, DateTime expiresAt,
+        long? purchaseId, long? refundId, string? reason)
+    {
+        var payDebt = Math.Min(Debt, points);
+        Debt -= payDebt;
+        var lot = new PointLot
+        {
+            MemberId = MemberId, Source = source, PurchaseId = purchaseId, GrantedPoints = points,
+            RemainingPoints = points - payDebt, AvailableAt = availableAt, ExpiresAt = expiresAt,
+            Status = availableAt > Now ? "pending" : "available",
+        };
+        lot.Id = await _connection.ExecuteScalarAsync<long>(new CommandDefinition(_db.Sql(InsertLotSql), new
+        {
+            lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt, lot.ExpiresAt,
+            lot.Status, Now,
+        }, _tx, cancellationToken: _ct));
+        await AppendAsync(entryType, points, lot.Id, purchaseId, refundId, reason);
+        if (lot.RemainingPoints > 0 && lot.ExpiresAt > Now) Lots.Add(lot);
+        Lots.Sort(static (a, b) => a.ExpiresAt != b.ExpiresAt ? a.ExpiresAt.CompareTo(b.ExpiresAt) : a.Id.CompareTo(b.Id));
+        return lot;
+    }
+
+    /// <summary>Takes points from available lots, soonest expiry first. The caller has checked the balance.</summary>
+    public async Task<List<LotAllocation>> TakeFromAvailableAsync(long points)
+    {
+        var used = new List<LotAllocation>();
+        var left = points;
+        foreach (var lot in Lots)
+        {
+            if (left == 0) break;
+            if (!lot.IsAvailable(Now) || lot.RemainingPoints == 0) continue;
+            var take = Math.Min(left, lot.RemainingPoints);
+            lot.RemainingPoints -= take;
+            left -= take;
+            used.Add(new LotAllocation(lot, take));
+            await SaveLotAsync(lot);
+        }
+        if (left > 0) throw new InvalidOperationException("Spend exceeds the available lots.");
+        return used;
+    }
+
+    /// <summary>Spends points (redemption, negative adjustment); rejects what the available balance cannot cover.</summary>
+    public async Task<List<LotAllocation>> SpendAsync(string entryType, long points, long? purchaseId, string? reason, string field)
+    {
+        if (points > Available)
+        {
+            throw DomainRejection.Unprocessable("insufficient_points",
+                $"The member has {Math.Max(0, Available)} available points; {points} were requested.", field);
+        }
+        var used = await TakeFromAvailableAsync(points);
+        await AppendAsync(entryType, -points, used.Count == 1 ? used[0].Lot.Id : null, purchaseId, null, reason);
+        return used;
+    }
+
+    /// <summary>
+    /// Reverses points a purchase earned. Never more than the lot granted less what already expired or
+    /// was reversed; taken from the lot first, then other available points, and whatever is left becomes debt.
+    /// </summary>
+    public async Task<long> ReverseEarnedAsync(long lotId, long target, long purchaseId, long refundId)
+    {
+        if (target <= 0) return 0;
+        var lot = Lots.FirstOrDefault(l => l.Id == lotId)
+                  ?? await _connection.QuerySingleAsync<PointLot>(new CommandDefinition(_db.Sql(LotByIdSql),
+                      new { Id = lotId, MemberId }, _tx, cancellationToken: _ct));
+        var reversible = lot.GrantedPoints - lot.ExpiredPoints - lot.ReversedPoints;
+        var reverse = Math.Min(target, Math.Max(0, reversible));
+        if (reverse == 0) return 0;
+        var fromLot = Math.Min(reverse, lot.RemainingPoints);
+        lot.RemainingPoints -= fromLot;
+        lot.ReversedPoints += reverse;
+        if (lot.RemainingPoints == 0) lot.Status = "reversed";
+        await SaveLotAsync(lot);
+        var shortfall = reverse - fromLot;
+        var fromOthers = Math.Min(shortfall, Math.Max(0, Lots.Where(l => l.IsAvailable(Now)).Sum(l => l.RemainingPoints)));
+        if (fromOthers > 0) await TakeFromAvailableAsync(fromOthers);
+        Debt += shortfall - fromOthers;
+        await AppendAsync(LedgerEntryTypes.EarnReversal, -reverse, lot.Id, purchaseId, refundId, null);
+        return reverse;
+    }
+
+    public async Task ExpireAsync(PointLot lot)
+    {
+        var points = lot.RemainingPoints;
+        lot.ExpiredPoints += points;
+        lot.RemainingPoints = 0;
+        lot.Status = "expired";
+        await SaveLotAsync(lot);
+        if (points > 0) await AppendAsync(LedgerEntryTypes.Expire, -points, lot.Id, lot.PurchaseId, null, null);
+        Lots.Remove(lot);
+    }
+
+    public Task SaveLotAsync(PointLot lot) =>
+        _connection.ExecuteAsync(new CommandDefinition(_db.Sql(UpdateLotSql), new
+        {
+            lot.Id, lot.MemberId, lot.RemainingPoints, lot.ReversedPoints, lot.ExpiredPoints, lot.Status,
+        }, _tx, cancellationToken: _ct));
+
+    public Task AppendAsync(string entryType, long points, long? lotId, long? purchaseId, long? refundId, string? reason) =>
+        _connection.ExecuteAsync(new CommandDefinition(_db.Sql(InsertEntrySql), new
+        {
+            MemberId, EntryType = entryType, Points = points, LotId = lotId, PurchaseId = purchaseId, RefundId = refundId,
+            Reason = reason, Actor = _actor, Now,
+        }, _tx, cancellationToken: _ct));
+
+    /// <summary>Writes the debt if it changed; call once before commit.</summary>
+    public async Task FlushAsync()
+    {
+        if (Debt == _debtAtOpen) return;
+        await _connection.ExecuteAsync(new CommandDefinition(_db.Sql(UpdateDebtSql), new { Debt, MemberId }, _tx, cancellationToken: _ct));
+        _debtAtOpen = Debt;
+    }
+
+    public BalanceSnapshot Snapshot() => new(Available, Pending);
+}
+
+/// <summary>What the member can spend now (negative while in debt) and what is still pending.</summary>
+public sealed record BalanceSnapshot(long Available, long Pending);

@@ -1,0 +1,318 @@
+using System.Data.Common;
+using Dapper;
+using FluentValidation;
+using LoyaltyApi.Features.Cards;
+using LoyaltyApi.Features.Points;
+using LoyaltyApi.Features.ProgramSettings;
+using LoyaltyApi.Infrastructure;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace LoyaltyApi.Features.Purchases;
+
+/// <param name="Sku">Item code.</param>
+/// <param name="Category">Item category, for later earning rules.</param>
+/// <param name="Quantity">Whole units.</param>
+/// <param name="Amount">The line's total in the program currency, after line discounts.</param>
+public sealed record PurchaseLineRequest(string Sku, string? Category, int Quantity, decimal Amount);
+
+/// <param name="StoreId">The store the receipt was printed at; (store, receiptNumber) is the business key that dedupes retries.</param>
+/// <param name="CardNumber">The card that was scanned; give this or memberId.</param>
+/// <param name="OccurredAt">When the sale happened (the POS may replay hours later); any offset, stored as UTC.</param>
+/// <param name="Total">Receipt total before points; must equal the sum of the lines.</param>
+/// <param name="PointsToRedeem">Points to pay part of this receipt with; 0 for none.</param>
+public sealed record PurchaseRequest(
+    long StoreId,
+    string ReceiptNumber,
+    string? CardNumber,
+    long? MemberId,
+    DateTimeOffset OccurredAt,
+    string Currency,
+    decimal Total,
+    IReadOnlyList<PurchaseLineRequest> Lines,
+    long PointsToRedeem);
+
+public sealed record QuoteResponse(
+    long MemberId,
+    string Currency,
+    long PointsToEarn,
+    long MaxRedeemablePoints,
+    decimal MaxRedeemableValue,
+    long PointsToRedeem,
+    decimal RedeemedValue,
+    decimal AmountDue,
+    BalanceSnapshot Balance);
+
+public sealed record PurchaseResponse(
+    long PurchaseId,
+    long MemberId,
+    long StoreId,
+    string ReceiptNumber,
+    string Currency,
+    decimal Total,
+    long PointsEarned,
+    long PointsRedeemed,
+    decimal RedeemedValue,
+    decimal AmountDue,
+    DateTime? PointsAvailableAt,
+    DateTime? PointsExpireAt,
+    BalanceSnapshot Balance);
+
+public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
+{
+    public const int MaxLines = 500;
+
+    public PurchaseValidator(TimeProvider clock)
+    {
+        RuleFor(x => x.StoreId).GreaterThan(0);
+        RuleFor(x => x.ReceiptNumber).NotEmpty().MaximumLength(64);
+        RuleFor(x => x.CardNumber).Must(CardRules.IsValidNumber).When(x => x.CardNumber is not null).WithMessage(CardRules.NumberMessage);
+        RuleFor(x => x.MemberId).GreaterThan(0).When(x => x.MemberId is not null);
+        RuleFor(x => x).Must(x => (x.CardNumber is null) != (x.MemberId is null))
+            .WithName("cardNumber").WithMessage("Give exactly one of cardNumber or memberId.");
+        RuleFor(x => x.OccurredAt)
+            .Must(t => t.UtcDateTime.Year >= 2000).WithMessage("occurredAt is required.")
+            .Must(t => t <= clock.GetUtcNow().AddMinutes(5)).WithMessage("occurredAt is in the future.");
+        RuleFor(x => x.Currency).Must(Money.IsCurrencyCode).WithMessage("Currency must be an ISO 4217 code such as USD.");
+        RuleFor(x => x.Total).InclusiveBetween(0, Money.MaxAmount)
+            .Must((x, v) => Money.FitsCurrency(v, x.Currency)).WithMessage("Total has more decimals than the currency allows.");
+        RuleFor(x => x.PointsToRedeem).InclusiveBetween(0, 1_000_000_000);
+        RuleFor(x => x.Lines).NotNull().Must(l => l is { Count: > 0 and <= MaxLines })
+            .WithMessage($"A purchase has 1 to {MaxLines} lines.");
+        RuleForEach(x => x.Lines).ChildRules(line =>
+        {
+            line.RuleFor(l => l.Sku).NotEmpty().MaximumLength(64);
+            line.RuleFor(l => l.Category).MaximumLength(64);
+            line.RuleFor(l => l.Quantity).InclusiveBetween(1, 100_000);
+            line.RuleFor(l => l.Amount).InclusiveBetween(0, Money.MaxAmount);
+        }).When(x => x.Lines is { Count: <= MaxLines });
+        RuleForEach(x => x.Lines).Must((x, l) => l is null || Money.FitsCurrency(l.Amount, x.Currency))
+            .WithMessage("Line amount has more decimals than the currency allows.").When(x => x.Lines is { Count: <= MaxLines });
+        RuleFor(x => x.Lines)
+            .Must((x, lines) => lines.Sum(l => l.Amount) == x.Total)
+            .When(x => x.Lines is { Count: > 0 and <= MaxLines } && x.Lines.All(l => l is not null))
+            .WithMessage("The lines do not add up to the total.");
+    }
+}
+
+public static class PurchaseEndpoints
+{
+    internal sealed class StoreRow
+    {
+        public long Id { get; set; }
+        public long MerchantId { get; set; }
+    }
+
+    private sealed class ExistingPurchase
+    {
+        public long Id { get; set; }
+        public string RequestHash { get; set; } = "";
+        public string ResponseJson { get; set; } = "";
+    }
+
+    private const string StoreSql = """
+        SELECT id, merchant_id
+        FROM stores
+        WHERE id = @StoreId
+        """;
+
+    private const string ExistingSql = """
+        SELECT id, request_hash, response_json
+        FROM purchases
+        WHERE store_id = @StoreId AND receipt_number = @ReceiptNumber
+        """;
+
+    private const string InsertPurchaseSql = """
+        INSERT INTO purchases (member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
+            total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
+            points_reversed, points_returned, request_hash, response_json)
+        VALUES (@MemberId, @MerchantId, @StoreId, @ReceiptNumber, @CardId, @OccurredAt, @RecordedAt, @Currency,
+            @TotalMinor, @AmountDueMinor, @PointsRedeemed, @RedeemedValueMinor, @PointsEarned, NULL, 0,
+            0, 0, @RequestHash, '')
+        RETURNING id
+        """;
+
+    private const string InsertLineSql = """
+        INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor)
+        VALUES (@PurchaseId, @LineNo, @Sku, @Category, @Quantity, @AmountMinor, 0, 0)
+        """;
+
+    private const string InsertAllocationSql = """
+        INSERT INTO redemption_allocations (member_id, purchase_id, lot_id, points, returned_points, expires_at)
+        VALUES (@MemberId, @PurchaseId, @LotId, @Points, 0, @ExpiresAt)
+        """;
+
+    private const string CompletePurchaseSql = """
+        UPDATE purchases
+        SET earn_lot_id = @EarnLotId, response_json = @ResponseJson
+        WHERE id = @Id
+        """;
+
+    public static RouteGroupBuilder MapPurchases(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/purchases").WithTags("Purchases").RequireAuthorization(Policies.PosOrAdmin);
+        group.MapPost("quote", Quote).WithName("QuotePurchase")
+            .WithSummary("What a purchase would earn and how much of it points could pay. No side effects.")
+            .Validate<PurchaseRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(422);
+        group.MapPost("", RecordPurchase).WithName("RecordPurchase")
+            .WithSummary("Record a receipt: redeem points (soonest-expiring lots first) and earn points, in one transaction. " +
+                         "Retries with the same store + receiptNumber or Idempotency-Key replay the first response; a different body is a 409.")
+            .Validate<PurchaseRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+        group.MapRefunds();
+        return group;
+    }
+
+    internal static async Task<StoreRow> AuthorizeStoreAsync(Db db, DbConnection connection, DbTransaction? tx, Caller caller, long storeId, CancellationToken ct)
+    {
+        var store = await connection.QuerySingleOrDefaultAsync<StoreRow>(new CommandDefinition(db.Sql(StoreSql), new { StoreId = storeId }, tx, cancellationToken: ct));
+        if (store is null) throw DomainRejection.Unprocessable("unknown_store", "No store has this id.", "storeId");
+        if (!caller.MayActForStore(store.MerchantId, store.Id))
+        {
+            throw new DomainRejection(403, "store_not_allowed", "This API key may not act for that store.", "storeId");
+        }
+        return store;
+    }
+
+    /// <summary>Finds the member the receipt belongs to; a blocked or replaced card is refused.</summary>
+    private static async Task<(long MemberId, long? CardId)> ResolveMemberAsync(Db db, DbConnection connection, DbTransaction? tx, PurchaseRequest body, CancellationToken ct)
+    {
+        if (body.CardNumber is null) return (body.MemberId!.Value, null);
+        var card = await CardEndpoints.FindAsync(db, connection, tx, body.CardNumber, ct)
+                   ?? throw DomainRejection.Unprocessable("unknown_card", "No card has this number.", "cardNumber");
+        if (card.Status != "active")
+        {
+            throw DomainRejection.Unprocessable("card_blocked", $"The card is {card.Status} and cannot be used.", "cardNumber");
+        }
+        return (card.MemberId, card.Id);
+    }
+
+    private static Basket BuildBasket(ProgramRules program, PurchaseRequest body, long spendable)
+    {
+        if (body.Currency != program.Currency)
+        {
+            throw DomainRejection.Unprocessable("currency_mismatch", $"The program runs in {program.Currency}.", "currency");
+        }
+        var lines = body.Lines.Select((l, i) => new BasketLine(i + 1, l.Sku, l.Category, l.Quantity, Money.ToMinor(l.Amount, body.Currency))).ToArray();
+        return new Basket
+        {
+            Program = program,
+            TotalMinor = Money.ToMinor(body.Total, body.Currency),
+            Lines = lines,
+            PointsRequested = body.PointsToRedeem,
+            SpendablePoints = spendable,
+        };
+    }
+
+    public static async Task<Results<Ok<QuoteResponse>, ProblemHttpResult>> Quote(PurchaseRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+    {
+        var caller = Caller.From(http.User);
+        var now = clock.GetUtcNow().UtcDateTime;
+        try
+        {
+            await using var connection = await db.OpenAsync(ct);
+            await AuthorizeStoreAsync(db, connection, null, caller, body.StoreId, ct);
+            var (memberId, _) = await ResolveMemberAsync(db, connection, null, body, ct);
+            var program = await ProgramEndpoints.LoadAsync(db, connection, null, ct);
+            var balance = await BalanceQueries.SnapshotAsync(db, connection, memberId, now, ct);
+            if (balance is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            var b = BasketPipeline.Run(BuildBasket(program, body, balance.Available));
+            var c = program.Currency;
+            return TypedResults.Ok(new QuoteResponse(memberId, c, b.PointsEarned, b.MaxRedeemablePoints,
+                Money.ToMajor(b.MaxRedeemablePoints * program.PointValueMinor, c), b.PointsRedeemed,
+                Money.ToMajor(b.RedeemedValueMinor, c), Money.ToMajor(b.AmountDueMinor, c), balance));
+        }
+        catch (DomainRejection r)
+        {
+            return r.ToProblem();
+        }
+    }
+
+    public static async Task<Results<Created<PurchaseResponse>, ProblemHttpResult>> RecordPurchase(
+        PurchaseRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+    {
+        var caller = Caller.From(http.User);
+        var now = clock.GetUtcNow().UtcDateTime;
+        try
+        {
+            var key = Idempotency.KeyFrom(http);
+            var hash = Idempotency.HashOf("purchase", body);
+            var (response, replayed) = await Transactions.RunAsync(db, (connection, tx) =>
+                RecordAsync(db, connection, tx, caller, body, key, hash, now, ct), ct);
+            if (replayed) Idempotency.MarkReplayed(http);
+            return TypedResults.Created($"/v1/purchases/{response.PurchaseId}", response);
+        }
+        catch (DomainRejection r)
+        {
+            return r.ToProblem();
+        }
+    }
+
+    private static async Task<(PurchaseResponse, bool)> RecordAsync(Db db, DbConnection connection, DbTransaction tx, Caller caller,
+        PurchaseRequest body, string? key, string hash, DateTime now, CancellationToken ct)
+    {
+        var store = await AuthorizeStoreAsync(db, connection, tx, caller, body.StoreId, ct);
+        var (memberId, cardId) = await ResolveMemberAsync(db, connection, tx, body, ct);
+        var account = await PointsAccount.OpenAsync(db, connection, tx, memberId, now, caller.ClientName, ct)
+                      ?? throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+
+        // Dedupe only after the member lock: a concurrent twin has then either committed or not started.
+        if (await Idempotency.FindAsync(db, connection, tx, caller.ClientKey, key, "purchase", hash, ct) is { } stored)
+        {
+            return (Json.Deserialize<PurchaseResponse>(stored.ResponseJson), true);
+        }
+        var existing = await connection.QuerySingleOrDefaultAsync<ExistingPurchase>(new CommandDefinition(db.Sql(ExistingSql),
+            new { body.StoreId, body.ReceiptNumber }, tx, cancellationToken: ct));
+        if (existing is not null)
+        {
+            if (existing.RequestHash != hash)
+            {
+                throw new DomainRejection(409, "receipt_already_recorded",
+                    "This store already recorded this receipt number with different contents.", "receiptNumber");
+            }
+            var first = Json.Deserialize<PurchaseResponse>(existing.ResponseJson);
+            await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, "purchase", hash, 201, existing.ResponseJson, now, ct);
+            return (first, true);
+        }
+
+        var program = await ProgramEndpoints.LoadAsync(db, connection, tx, ct);
+        var basket = BasketPipeline.Run(BuildBasket(program, body, account.Available));
+        var occurredAt = body.OccurredAt.UtcDateTime;
+        var purchaseId = await connection.ExecuteScalarAsync<long>(new CommandDefinition(db.Sql(InsertPurchaseSql), new
+        {
+            MemberId = memberId, store.MerchantId, body.StoreId, body.ReceiptNumber, CardId = cardId, OccurredAt = occurredAt,
+            RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
+            basket.RedeemedValueMinor, basket.PointsEarned, RequestHash = hash,
+        }, tx, cancellationToken: ct));
+        await connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertLineSql), basket.Lines.Select(l => new
+        {
+            PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor,
+        }), tx, cancellationToken: ct));
+
+        if (basket.PointsRedeemed > 0)
+        {
+            var used = await account.SpendAsync(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem");
+            await connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertAllocationSql), used.Select(u => new
+            {
+                MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
+            }), tx, cancellationToken: ct));
+        }
+
+        PointLot? earned = null;
+        if (basket.PointsEarned > 0)
+        {
+            var availableAt = occurredAt.AddDays(program.ActivationDelayDays);
+            earned = await account.GrantAsync(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
+                program.ExpiryFor(availableAt), purchaseId, null, null);
+        }
+        await account.FlushAsync();
+
+        var c = program.Currency;
+        var response = new PurchaseResponse(purchaseId, memberId, body.StoreId, body.ReceiptNumber, c, body.Total,
+            basket.PointsEarned, basket.PointsRedeemed, Money.ToMajor(basket.RedeemedValueMinor, c), Money.ToMajor(basket.AmountDueMinor, c),
+            earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
+        var json = Json.Serialize(response);
+        await connection.ExecuteAsync(new CommandDefinition(db.Sql(CompletePurchaseSql),
+            new { Id = purchaseId, EarnLotId = earned?.Id, ResponseJson = json }, tx, cancellationToken: ct));
+        await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, "purchase", hash, 201, json, now, ct);
+        return (response, false);
+    }
+}

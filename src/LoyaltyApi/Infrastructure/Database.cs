@@ -1,0 +1,220 @@
+using System.Collections.Concurrent;
+using System.Data;
+using System.Data.Common;
+using Dapper;
+using Microsoft.Data.SqlClient;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace LoyaltyApi.Infrastructure;
+
+public enum DatabaseProvider { Sqlite, Postgres, SqlServer }
+
+public sealed class DatabaseOptions
+{
+    public const string Section = "Database";
+    public DatabaseProvider Provider { get; set; } = DatabaseProvider.Sqlite;
+    /// <summary>Empty means a SQLite file under the app's data folder.</summary>
+    public string? ConnectionString { get; set; }
+    public bool MigrateOnStartup { get; set; }
+}
+
+/// <summary>
+/// Everything that differs between SQLite, PostgreSQL and SQL Server lives here. SQL in the
+/// features is written once in the portable PostgreSQL/SQLite form; the SQL Server dialect
+/// rewrites the two constructs that differ (<c>RETURNING col</c> and <c>LIMIT @n</c>).
+/// </summary>
+public abstract class SqlDialect
+{
+    public abstract DatabaseProvider Provider { get; }
+    public abstract DbConnection CreateConnection(string connectionString);
+    public abstract bool IsUniqueViolation(DbException exception);
+    public virtual string Render(string sql) => sql;
+
+    public static SqlDialect For(DatabaseProvider provider) => provider switch
+    {
+        DatabaseProvider.Sqlite => new SqliteDialect(),
+        DatabaseProvider.Postgres => new PostgresDialect(),
+        DatabaseProvider.SqlServer => new SqlServerDialect(),
+        _ => throw new ArgumentOutOfRangeException(nameof(provider)),
+    };
+}
+
+public sealed class SqliteDialect : SqlDialect
+{
+    public override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+    public override DbConnection CreateConnection(string connectionString) => new SqliteConnection(connectionString);
+    // 19 = SQLITE_CONSTRAINT; 2067/1555 are its UNIQUE and PRIMARY KEY extended codes.
+    public override bool IsUniqueViolation(DbException exception) =>
+        exception is SqliteException { SqliteErrorCode: 19, SqliteExtendedErrorCode: 2067 or 1555 };
+}
+
+public sealed class PostgresDialect : SqlDialect
+{
+    public override DatabaseProvider Provider => DatabaseProvider.Postgres;
+    public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
+    public override bool IsUniqueViolation(DbException exception) =>
+        exception is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
+}
+
+public sealed class SqlServerDialect : SqlDialect
+{
+    private readonly ConcurrentDictionary<string, string> _rendered = new(StringComparer.Ordinal);
+
+    public override DatabaseProvider Provider => DatabaseProvider.SqlServer;
+    public override DbConnection CreateConnection(string connectionString) => new SqlConnection(connectionString);
+    public override bool IsUniqueViolation(DbException exception) =>
+        exception is SqlException { Number: 2601 or 2627 };
+
+    public override string Render(string sql) => _rendered.GetOrAdd(sql, Translate);
+
+    /// <summary>Turns the portable form into T-SQL. Public so tests can parse every statement.</summary>
+    public static string Translate(string sql)
+    {
+        var text = sql.TrimEnd().TrimEnd(';');
+        const string returning = "RETURNING ";
+        var at = text.LastIndexOf(returning, StringComparison.Ordinal);
+        if (at >= 0 && text.IndexOf('\n', at) < 0)
+        {
+            var columns = text[(at + returning.Length)..].Trim();
+            text = text[..at].TrimEnd();
+            var output = "OUTPUT " + string.Join(", ", columns.Split(',').Select(c => "INSERTED." + c.Trim()));
+            var values = text.IndexOf("\nVALUES", StringComparison.Ordinal);
+            if (values >= 0)
+            {
+                text = text[..values] + "\n" + output + text[values..];
+            }
+            else
+            {
+                // UPDATE ... SET ... WHERE ...: OUTPUT goes before WHERE.
+                var where = text.LastIndexOf("\nWHERE", StringComparison.Ordinal);
+                if (where < 0) throw new InvalidOperationException("Cannot place OUTPUT in: " + sql);
+                text = text[..where] + "\n" + output + text[where..];
+            }
+        }
+        const string limit = "LIMIT ";
+        var lim = text.LastIndexOf(limit, StringComparison.Ordinal);
+        if (lim >= 0 && text.IndexOf('\n', lim) < 0)
+        {
+            var count = text[(lim + limit.Length)..].Trim();
+            text = text[..lim].TrimEnd() + $"\nOFFSET 0 ROWS FETCH NEXT {count} ROWS ONLY";
+        }
+        return text + ";";
+    }
+}
+
+/// <summary>The one entry point features use to reach the database.</summary>
+public sealed class Db
+{
+    private readonly string _connectionString;
+
+    public Db(IOptions<DatabaseOptions> options, IHostEnvironment environment)
+    {
+        var o = options.Value;
+        Dialect = SqlDialect.For(o.Provider);
+        _connectionString = ResolveConnectionString(o, environment.ContentRootPath);
+        DapperSetup.Configure();
+    }
+
+    public SqlDialect Dialect { get; }
+    public DatabaseProvider Provider => Dialect.Provider;
+    public string ConnectionString => _connectionString;
+
+    public string Sql(string portableSql) => Dialect.Render(portableSql);
+
+    public async Task<DbConnection> OpenAsync(CancellationToken ct)
+    {
+        var connection = Dialect.CreateConnection(_connectionString);
+        await connection.OpenAsync(ct);
+        return connection;
+    }
+
+    /// <summary>
+    /// Starts the transaction every money-moving write runs in. SQLite takes the write lock up
+    /// front (BEGIN IMMEDIATE) so two writers never deadlock on a read-then-write upgrade.
+    /// </summary>
+    public static async Task<DbTransaction> BeginAsync(DbConnection connection, CancellationToken ct) =>
+        connection is SqliteConnection sqlite
+            ? sqlite.BeginTransaction(deferred: false)
+            : await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+
+    internal static string ResolveConnectionString(DatabaseOptions o, string contentRoot)
+    {
+        if (!string.IsNullOrWhiteSpace(o.ConnectionString))
+        {
+            return o.Provider == DatabaseProvider.Sqlite ? NormaliseSqlite(o.ConnectionString) : o.ConnectionString;
+        }
+        if (o.Provider != DatabaseProvider.Sqlite)
+        {
+            throw new InvalidOperationException($"Database:ConnectionString is required for provider {o.Provider}.");
+        }
+        var folder = Path.Combine(contentRoot, "App_Data");
+        Directory.CreateDirectory(folder);
+        return NormaliseSqlite($"Data Source={Path.Combine(folder, "loyalty.db")}");
+    }
+
+    private static string NormaliseSqlite(string cs)
+    {
+        var builder = new SqliteConnectionStringBuilder(cs) { ForeignKeys = true, Pooling = true, DefaultTimeout = 30 };
+        return builder.ToString();
+    }
+}
+
+/// <summary>Dapper settings shared by every provider; timestamps are UTC everywhere.</summary>
+public static class DapperSetup
+{
+    private static int _configured;
+
+    public static void Configure()
+    {
+        if (Interlocked.Exchange(ref _configured, 1) == 1) return;
+        DefaultTypeMap.MatchNamesWithUnderscores = true;
+        SqlMapper.RemoveTypeMap(typeof(DateTime));
+        SqlMapper.RemoveTypeMap(typeof(DateTime?));
+        SqlMapper.AddTypeHandler(new UtcDateTimeHandler());
+    }
+
+    /// <summary>
+    /// SQLite has no timestamp type: we store ISO-8601 UTC text with a fixed width so that text
+    /// order is time order. PostgreSQL gets timestamptz, SQL Server datetime2 (UTC by convention).
+    /// </summary>
+    private sealed class UtcDateTimeHandler : SqlMapper.TypeHandler<DateTime>
+    {
+        private const string SqliteFormat = "yyyy-MM-dd HH:mm:ss.fffffff";
+
+        public override void SetValue(IDbDataParameter parameter, DateTime value)
+        {
+            var utc = value.Kind switch
+            {
+                DateTimeKind.Local => value.ToUniversalTime(),
+                _ => DateTime.SpecifyKind(value, DateTimeKind.Utc),
+            };
+            switch (parameter)
+            {
+                case SqliteParameter:
+                    parameter.DbType = DbType.String;
+                    parameter.Value = utc.ToString(SqliteFormat, System.Globalization.CultureInfo.InvariantCulture);
+                    break;
+                case SqlParameter:
+                    parameter.DbType = DbType.DateTime2;
+                    parameter.Value = utc;
+                    break;
+                default:
+                    parameter.Value = utc;
+                    break;
+            }
+        }
+
+        public override DateTime Parse(object value) => value switch
+        {
+            DateTime d => d.Kind == DateTimeKind.Utc ? d : DateTime.SpecifyKind(d, DateTimeKind.Utc),
+            DateTimeOffset o => o.UtcDateTime,
+            string s => DateTime.SpecifyKind(
+                DateTime.Parse(s, System.Globalization.CultureInfo.InvariantCulture,
+                    System.Globalization.DateTimeStyles.AdjustToUniversal | System.Globalization.DateTimeStyles.AssumeUniversal),
+                DateTimeKind.Utc),
+            _ => throw new InvalidCastException($"Cannot read {value.GetType()} as a UTC timestamp."),
+        };
+    }
+}

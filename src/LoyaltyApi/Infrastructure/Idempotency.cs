@@ -1,0 +1,123 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Dapper;
+
+namespace LoyaltyApi.Infrastructure;
+
+/// <summary>
+/// The <c>Idempotency-Key</c> contract: the same key with the same body replays the first
+/// response; the same key with a different body is a 409. Records are written in the same
+/// transaction as the work they describe, so a replay can never see half a write.
+/// </summary>
+public static class Idempotency
+{
+    public const string Header = "Idempotency-Key";
+    public const string ReplayedHeader = "Idempotent-Replayed";
+
+    public sealed class Stored
+    {
+        public string Operation { get; set; } = "";
+        public string RequestHash { get; set; } = "";
+        public int StatusCode { get; set; }
+        public string ResponseJson { get; set; } = "";
+    }
+
+    private const string FindSql = """
+        SELECT operation, request_hash, status_code, response_json
+        FROM idempotency_keys
+        WHERE client_key = @ClientKey AND idem_key = @Key
+        """;
+
+    private const string InsertSql = """
+        INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at)
+        VALUES (@ClientKey, @Key, @Operation, @RequestHash, @StatusCode, @ResponseJson, @CreatedAt)
+        """;
+
+    /// <summary>Reads and checks the header; a malformed key is a 400 naming the header.</summary>
+    public static string? KeyFrom(HttpContext http)
+    {
+        if (!http.Request.Headers.TryGetValue(Header, out var values)) return null;
+        var key = values.ToString();
+        if (key.Length is 0 or > 200 || key.Any(c => c < 0x21 || c > 0x7E))
+        {
+            throw new DomainRejection(400, "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 200 visible ASCII characters.", Header);
+        }
+        return key;
+    }
+
+    public static string HashOf<T>(string operation, T request)
+    {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(request);
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(operation + "\n"));
+        sha.AppendData(bytes);
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>The stored response when this key was used before for the same request; throws 409 when it was used for another.</summary>
+    public static async Task<Stored?> FindAsync(Db db, DbConnection connection, DbTransaction tx, string clientKey, string? key,
+        string operation, string requestHash, CancellationToken ct)
+    {
+        if (key is null) return null;
+        var stored = await connection.QuerySingleOrDefaultAsync<Stored>(new CommandDefinition(db.Sql(FindSql),
+            new { ClientKey = clientKey, Key = key }, tx, cancellationToken: ct));
+        if (stored is null) return null;
+        if (stored.Operation != operation || stored.RequestHash != requestHash)
+        {
+            throw new DomainRejection(409, "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request.", Header);
+        }
+        return stored;
+    }
+
+    public static Task SaveAsync(Db db, DbConnection connection, DbTransaction tx, string clientKey, string? key,
+        string operation, string requestHash, int statusCode, string responseJson, DateTime now, CancellationToken ct)
+    {
+        if (key is null) return Task.CompletedTask;
+        return connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertSql), new
+        {
+            ClientKey = clientKey,
+            Key = key,
+            Operation = operation,
+            RequestHash = requestHash,
+            StatusCode = statusCode,
+            ResponseJson = responseJson,
+            CreatedAt = now,
+        }, tx, cancellationToken: ct));
+    }
+
+    public static void MarkReplayed(HttpContext http) => http.Response.Headers[ReplayedHeader] = "true";
+}
+
+public static class Json
+{
+    public static readonly JsonSerializerOptions Web = new(JsonSerializerDefaults.Web);
+    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Web);
+    public static T Deserialize<T>(string json) => JsonSerializer.Deserialize<T>(json, Web)!;
+}
+
+/// <summary>Runs a transactional unit of work and retries it once when a unique index reports a concurrent twin.</summary>
+public static class Transactions
+{
+    public static async Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var connection = await db.OpenAsync(ct);
+            await using var tx = await Db.BeginAsync(connection, ct);
+            try
+            {
+                var result = await work(connection, tx);
+                await tx.CommitAsync(ct);
+                return result;
+            }
+            catch (DbException e) when (attempt < 3 && db.Dialect.IsUniqueViolation(e))
+            {
+                // A concurrent request with the same business key won; the next attempt replays or rejects it.
+                await tx.RollbackAsync(CancellationToken.None);
+            }
+        }
+    }
+}

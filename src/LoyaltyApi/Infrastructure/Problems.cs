@@ -1,0 +1,151 @@
+using System.Text.Json;
+using FluentValidation;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+
+namespace LoyaltyApi.Infrastructure;
+
+/// <summary>RFC 9457 problem responses. Every rejection carries a stable <c>code</c> and, where one is to blame, the <c>field</c>.</summary>
+public static class Problems
+{
+    public const string TypeBase = "https://loyaltyapi.dev/problems/";
+
+    public static ProblemHttpResult Unprocessable(string code, string detail, string? field = null) =>
+        Make(StatusCodes.Status422UnprocessableEntity, "The request cannot be applied", code, detail, field);
+
+    public static ProblemHttpResult NotFound(string what, string? field = null) =>
+        Make(StatusCodes.Status404NotFound, "Not found", "not_found", $"{what} was not found.", field);
+
+    public static ProblemHttpResult Conflict(string code, string detail, string? field = null) =>
+        Make(StatusCodes.Status409Conflict, "Conflict", code, detail, field);
+
+    public static ProblemHttpResult Forbidden(string detail) =>
+        Make(StatusCodes.Status403Forbidden, "Forbidden", "forbidden", detail, null);
+
+    public static ProblemHttpResult BadRequest(string code, string detail, string? field) =>
+        Make(StatusCodes.Status400BadRequest, "Invalid request", code, detail, field);
+
+    public static ProblemHttpResult Make(int status, string title, string code, string detail, string? field)
+    {
+        var extensions = new Dictionary<string, object?> { ["code"] = code };
+        if (field is not null) extensions["field"] = field;
+        return TypedResults.Problem(detail, statusCode: status, title: title, type: TypeBase + code, extensions: extensions);
+    }
+}
+
+/// <summary>Raised inside a transaction to reject a request; the transaction is rolled back.</summary>
+public sealed class DomainRejection(int status, string code, string detail, string? field = null) : Exception(detail)
+{
+    public int Status { get; } = status;
+    public string Code { get; } = code;
+    public string? Field { get; } = field;
+
+    public ProblemHttpResult ToProblem() => Problems.Make(Status, Status switch
+    {
+        404 => "Not found",
+        409 => "Conflict",
+        403 => "Forbidden",
+        400 => "Invalid request",
+        _ => "The request cannot be applied",
+    }, Code, Message, Field);
+
+    public static DomainRejection Unprocessable(string code, string detail, string? field = null) => new(422, code, detail, field);
+    public static DomainRejection NotFound(string what, string? field = null) => new(404, "not_found", $"{what} was not found.", field);
+}
+
+/// <summary>Runs the FluentValidation validator of the body before the handler.</summary>
+public sealed class ValidationFilter<T>(IValidator<T> validator) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var body = context.Arguments.OfType<T>().FirstOrDefault();
+        if (body is null)
+        {
+            return Problems.BadRequest("body_required", "A JSON request body is required.", "body");
+        }
+        var result = await validator.ValidateAsync(body, context.HttpContext.RequestAborted);
+        if (!result.IsValid)
+        {
+            var errors = result.Errors
+                .GroupBy(e => JsonNamingPolicy.CamelCase.ConvertName(e.PropertyName))
+                .ToDictionary(g => g.Key, g => g.Select(e => e.ErrorMessage).Distinct().ToArray());
+            return TypedResults.ValidationProblem(errors, title: "One or more fields are invalid.",
+                type: Problems.TypeBase + "validation", extensions: new Dictionary<string, object?>
+                {
+                    ["code"] = "validation",
+                    ["field"] = errors.Keys.First(),
+                });
+        }
+        return await next(context);
+    }
+}
+
+public static class ValidationExtensions
+{
+    public static RouteHandlerBuilder Validate<T>(this RouteHandlerBuilder builder) =>
+        builder.AddEndpointFilter<ValidationFilter<T>>().ProducesValidationProblem();
+}
+
+/// <summary>Turns unreadable bodies into 400 problems naming the JSON path, and anything else into a 500 without internals.</summary>
+public sealed partial class GlobalExceptionHandler(IProblemDetailsService problems, ILogger<GlobalExceptionHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        ProblemDetails problem;
+        switch (exception)
+        {
+            case BadHttpRequestException bad:
+            {
+                var json = FindInner<JsonException>(bad);
+                var field = json?.Path is { Length: > 0 } path ? path.TrimStart('$', '.') : null;
+                var status = bad.StatusCode is >= 400 and < 500 ? bad.StatusCode : 400;
+                problem = new ProblemDetails
+                {
+                    Status = status,
+                    Title = "Invalid request",
+                    Type = Problems.TypeBase + (json is not null ? "malformed_json" : "bad_request"),
+                    Detail = json is not null
+                        ? $"The body is not valid JSON for this endpoint{(field is { Length: > 0 } ? $" at '{field}'" : "")}."
+                        : status == 413 ? "The request body is too large." : "The request could not be read.",
+                };
+                problem.Extensions["code"] = json is not null ? "malformed_json" : status == 413 ? "too_large" : "bad_request";
+                if (field is { Length: > 0 }) problem.Extensions["field"] = field;
+                break;
+            }
+            case OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested:
+                return true;
+            default:
+                LogUnhandled(logger, exception.GetType().Name, httpContext.Request.Path);
+                problem = new ProblemDetails
+                {
+                    Status = 500,
+                    Title = "Unexpected error",
+                    Type = Problems.TypeBase + "internal",
+                    Detail = "The request failed unexpectedly; nothing was recorded. Retry with the same Idempotency-Key.",
+                };
+                problem.Extensions["code"] = "internal";
+                break;
+        }
+        httpContext.Response.StatusCode = problem.Status ?? 500;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            ProblemDetails = problem,
+            Exception = exception,
+        });
+    }
+
+    private static T? FindInner<T>(Exception e) where T : Exception
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+        {
+            if (x is T t) return t;
+        }
+        return null;
+    }
+
+    // Only the exception type and path: messages may carry request values.
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled {ExceptionType} on {Path}")]
+    private static partial void LogUnhandled(ILogger logger, string exceptionType, string path);
+}

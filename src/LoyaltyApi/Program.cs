@@ -1,0 +1,65 @@
+using System.Text.Json.Serialization;
+using FluentValidation;
+using LoyaltyApi.Features.ApiClients;
+using LoyaltyApi.Features.Cards;
+using LoyaltyApi.Features.Members;
+using LoyaltyApi.Features.Merchants;
+using LoyaltyApi.Features.Points;
+using LoyaltyApi.Features.ProgramSettings;
+using LoyaltyApi.Features.Purchases;
+using LoyaltyApi.Infrastructure;
+
+var builder = WebApplication.CreateBuilder(args);
+
+builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
+builder.Services.AddOptions<PointsLifecycleOptions>().BindConfiguration(PointsLifecycleOptions.Section);
+builder.Services.AddSingleton<Db>();
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton<PointsLifecycle>();
+builder.Services.AddHostedService<PointsLifecycleService>();
+builder.Services.AddValidatorsFromAssemblyContaining<Program>(ServiceLifetime.Singleton);
+builder.Services.AddLoyaltyAuth(builder.Configuration);
+builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
+    ctx.ProblemDetails.Extensions.TryAdd("traceId", ctx.HttpContext.TraceIdentifier));
+builder.Services.AddExceptionHandler<GlobalExceptionHandler>();
+builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new JsonStringEnumConverter()));
+builder.Services.AddOpenApi(o => o.AddDocumentTransformer<SecuritySchemesTransformer>());
+builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+
+var app = builder.Build();
+
+if (args.Contains("migrate"))
+{
+    // Production path: `dotnet LoyaltyApi.dll migrate` applies pending scripts and exits.
+    var result = Migrations.Apply(app.Services.GetRequiredService<Db>(), verbose: true);
+    Console.WriteLine($"Applied {result.Scripts.Count()} script(s).");
+    return;
+}
+
+if (app.Configuration.GetValue<bool>("Database:MigrateOnStartup"))
+{
+    Migrations.ApplyOnStartup(app);
+}
+
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.UseAuthentication();
+app.UseAuthorization();
+
+app.MapOpenApi();
+app.UseSwaggerUI(o => o.SwaggerEndpoint("/openapi/v1.json", "LoyaltyApi v1"));
+app.MapHealthChecks("/health").AllowAnonymous();
+
+app.MapProgram();
+app.MapMerchants();
+app.MapApiClients();
+app.MapMembers();
+app.MapCards();
+app.MapPurchases();
+app.MapBalances();
+PointsLifecycle.MapPointsLifecycle(app);
+
+app.Run();
+
+public partial class Program;
