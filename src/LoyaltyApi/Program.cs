@@ -18,7 +18,7 @@ builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<PointsLifecycle>();
 builder.Services.AddHostedService<PointsLifecycleService>();
 builder.Services.AddValidatorsFromAssemblyContaining<Program>(ServiceLifetime.Singleton);
-builder.Services.AddLoyaltyAuth(builder.Configuration);
+builder.Services.AddLoyaltyAuth();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
     ctx.ProblemDetails.Extensions.TryAdd("traceId", ctx.HttpContext.TraceIdentifier));
 builder.Services.AddExceptionHandler<GlobalExceptionHandler>();
@@ -51,14 +51,14 @@ app.MapOpenApi();
 app.UseSwaggerUI(o => o.SwaggerEndpoint("/openapi/v1.json", "LoyaltyApi v1"));
 app.MapHealthChecks("/health").AllowAnonymous();
 
-app.MapProgram();
-app.MapMerchants();
-app.MapApiClients();
-app.MapMembers();
-app.MapCards();
-app.MapPurchases();
-app.MapBalances();
-PointsLifecycle.MapPointsLifecycle(app);
+app.MapProgram().WithAuthProblems();
+app.MapMerchants().WithAuthProblems();
+app.MapApiClients().WithAuthProblems();
+app.MapMembers().WithAuthProblems();
+app.MapCards().WithAuthProblems();
+app.MapPurchases().WithAuthProblems();
+app.MapBalances().WithAuthProblems();
+PointsLifecycle.MapPointsLifecycle(app).WithAuthProblems();
 
 app.Run();
 

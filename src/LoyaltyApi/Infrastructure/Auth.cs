@@ -96,11 +96,9 @@ public static class ApiKeys
         return (key, prefix, Hash(key));
     }
 
-    public static string? PrefixOf(string key)
-    {
-        var parts = key.Split('_');
-        return parts.Length == 3 && parts[0] == "lk" && parts[1].Length == 12 ? parts[1] : null;
-    }
+    /// <summary>The lookup prefix of a key shaped <c>lk_{12 hex}_{secret}</c>; the secret may itself contain '_'.</summary>
+    public static string? PrefixOf(string key) =>
+        key.Length > 16 && key.StartsWith("lk_", StringComparison.Ordinal) && key[15] == '_' ? key[3..15] : null;
 
     private static string Base64Url(byte[] bytes) =>
         Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
@@ -211,43 +209,43 @@ public static class AuthSetup
 {
     private const string Selector = "ApiKeyOrBearer";
 
-    public static IServiceCollection AddLoyaltyAuth(this IServiceCollection services, IConfiguration configuration)
+    public static IServiceCollection AddLoyaltyAuth(this IServiceCollection services)
     {
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddSingleton<ApiKeyCache>();
-        var jwt = configuration.GetSection(AuthOptions.Section).Get<AuthOptions>()?.Jwt ?? new JwtOptions();
-
         services.AddAuthentication(Selector)
             .AddPolicyScheme(Selector, Selector, o =>
                 o.ForwardDefaultSelector = ctx => ctx.Request.Headers.ContainsKey(ApiKeys.Header)
                     ? ApiKeys.Scheme
                     : JwtBearerDefaults.AuthenticationScheme)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeys.Scheme, null)
-            .AddJwtBearer(o =>
+            .AddJwtBearer();
+        // Configured from options (not at registration) so hosts and tests can supply the settings late.
+        services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<IOptions<AuthOptions>>((o, auth) =>
             {
+                var jwt = auth.Value.Jwt;
                 o.MapInboundClaims = false;
                 if (!string.IsNullOrWhiteSpace(jwt.Authority))
                 {
                     o.Authority = jwt.Authority;
                     o.Audience = jwt.Audience;
+                    return;
                 }
-                else
+                var key = jwt.SigningKey;
+                if (string.IsNullOrEmpty(key) || Encoding.UTF8.GetByteCount(key) < 32)
                 {
-                    var key = jwt.SigningKey;
-                    if (string.IsNullOrEmpty(key) || Encoding.UTF8.GetByteCount(key) < 32)
-                    {
-                        // No member tokens can be valid without a configured key of at least 256 bits.
-                        key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48));
-                    }
-                    o.TokenValidationParameters = new TokenValidationParameters
-                    {
-                        ValidIssuer = jwt.Issuer,
-                        ValidAudience = jwt.Audience,
-                        IssuerSigningKey = new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key)),
-                        ValidateIssuerSigningKey = true,
-                        ClockSkew = TimeSpan.FromMinutes(1),
-                    };
+                    // Without a configured key of at least 256 bits no member token can be valid.
+                    key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48));
                 }
+                o.TokenValidationParameters = new TokenValidationParameters
+                {
+                    ValidIssuer = jwt.Issuer,
+                    ValidAudience = jwt.Audience,
+                    IssuerSigningKey = new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key)),
+                    ValidateIssuerSigningKey = true,
+                    ClockSkew = TimeSpan.FromMinutes(1),
+                };
             });
 
         services.AddAuthorizationBuilder()

@@ -83,6 +83,10 @@ public sealed class ValidationFilter<T>(IValidator<T> validator) : IEndpointFilt
 
 public static class ValidationExtensions
 {
+    /// <summary>Every API endpoint can answer 401 (no or bad credentials) and 403 (wrong role or scope).</summary>
+    public static RouteGroupBuilder WithAuthProblems(this RouteGroupBuilder group) =>
+        group.ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden);
+
     public static RouteHandlerBuilder Validate<T>(this RouteHandlerBuilder builder) =>
         builder.AddEndpointFilter<ValidationFilter<T>>().ProducesValidationProblem();
 }

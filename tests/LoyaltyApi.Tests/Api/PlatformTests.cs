@@ -1,0 +1,49 @@
+using System.Net;
+using System.Text.Json;
+using LoyaltyApi.Tests.Infrastructure;
+using Xunit;
+
+namespace LoyaltyApi.Tests.Api;
+
+public abstract class PlatformTests(ApiFixture fx) : ApiTests(fx)
+{
+    [Fact]
+    public async Task HealthAnswersWithoutCredentials()
+    {
+        var r = await Fx.Anonymous.GetAsync("/health");
+
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal("Healthy", await r.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task TheOpenApiDocumentDescribesEveryEndpointWithItsErrors()
+    {
+        var doc = JsonDocument.Parse(await Fx.Anonymous.GetStringAsync("/openapi/v1.json")).RootElement;
+        var operations = 0;
+
+        foreach (var path in doc.GetProperty("paths").EnumerateObject())
+        {
+            foreach (var op in path.Value.EnumerateObject())
+            {
+                operations++;
+                var where = $"{op.Name.ToUpperInvariant()} {path.Name}";
+                Assert.True(op.Value.TryGetProperty("operationId", out _), $"{where} has no operationId");
+                Assert.True(op.Value.TryGetProperty("summary", out _), $"{where} has no summary");
+                var codes = op.Value.GetProperty("responses").EnumerateObject().Select(r => r.Name).ToList();
+                Assert.Contains(codes, c => c.StartsWith('2'));
+                Assert.True(codes.Any(c => c.StartsWith('4')), $"{where} documents no 4xx response");
+            }
+        }
+        Assert.True(operations >= 20, $"only {operations} operations documented");
+        Assert.True(doc.GetProperty("components").GetProperty("securitySchemes").TryGetProperty("ApiKey", out _));
+    }
+
+    [Fact]
+    public async Task SwaggerUiIsServed()
+    {
+        var r = await Fx.Anonymous.GetAsync("/swagger/index.html");
+
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+}
