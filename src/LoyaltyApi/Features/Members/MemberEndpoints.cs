@@ -32,6 +32,9 @@ public sealed class MemberDto
     public long? ReferredByMemberId { get; set; }
     public string Status { get; set; } = "";
     public DateTime EnrolledAt { get; set; }
+    /// <summary>The card issued at enrollment; only in the enrollment response.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? CardNumber { get; set; }
 }
 
 public static partial class ContactNormaliser
@@ -170,7 +173,7 @@ public static class MemberEndpoints
                 await connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertAccountSql), new { MemberId = member.Id, Now = now }, tx, cancellationToken: ct));
                 if (body.CardNumber is not null)
                 {
-                    await CardEndpoints.IssueAsync(db, connection, tx, member.Id, body.CardNumber, now, ct);
+                    member.CardNumber = (await CardEndpoints.IssueAsync(db, connection, tx, member.Id, body.CardNumber, now, ct)).CardNumber;
                 }
                 var program = await ProgramEndpoints.LoadAsync(db, connection, tx, ct);
                 if (program.WelcomeBonusPoints > 0)
