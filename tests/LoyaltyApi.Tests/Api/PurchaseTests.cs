@@ -258,6 +258,26 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
     }
 
     [Fact]
+    public async Task AMisspeltFieldIsRejectedNotIgnored()
+    {
+        var content = new StringContent("{\"storeId\": 1, \"pointsToRedem\": 5}", System.Text.Encoding.UTF8, "application/json");
+
+        var r = await Fx.BrandPos.PostAsync("/v1/purchases", content);
+
+        await AssertProblemAsync(r, HttpStatusCode.BadRequest, "malformed_json", "pointsToRedem");
+    }
+
+    [Fact]
+    public async Task AnOversizedBodyIsRefused()
+    {
+        var content = new StringContent(new string(' ', 300 * 1024) + "{}", System.Text.Encoding.UTF8, "application/json");
+
+        var r = await Fx.BrandPos.PostAsync("/v1/purchases", content);
+
+        await AssertProblemAsync(r, HttpStatusCode.RequestEntityTooLarge, "too_large", "body");
+    }
+
+    [Fact]
     public async Task AnUnknownCardIsRejected()
     {
         var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody("NOSUCHCARD1", 10.00m));

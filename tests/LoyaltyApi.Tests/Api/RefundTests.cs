@@ -156,8 +156,14 @@ public abstract class RefundTests(ApiFixture fx) : ApiTests(fx)
         var id = (await PurchaseAsync(card, 50.00m)).GetProperty("purchaseId").GetInt64();
 
         var r = await RefundAsync(id, new { }, Fx.PartnerPos);
+        var read = await Fx.PartnerPos.GetAsync($"/v1/purchases/{id}");
+        var otherStoreRead = await Fx.Client(await Fx.CreateKeyAsync("store 2 till", "pos", Fx.BrandId, Fx.BrandStore2Id)).GetAsync($"/v1/purchases/{id}");
+        var ownRead = await ReadAsync(await Fx.BrandStorePos.GetAsync($"/v1/purchases/{id}"), HttpStatusCode.OK);
 
         await AssertProblemAsync(r, HttpStatusCode.NotFound, "not_found", "id");
+        await AssertProblemAsync(read, HttpStatusCode.NotFound, "not_found", "id");
+        await AssertProblemAsync(otherStoreRead, HttpStatusCode.NotFound, "not_found", "id");
+        Assert.Equal(50.00m, ownRead.GetProperty("total").GetDecimal());
         Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM refunds WHERE purchase_id = @id", new { id }));
     }
 }

@@ -60,6 +60,9 @@ public abstract class ApiFixture : IAsyncLifetime
 
     protected virtual Task PrepareDatabaseAsync() => Task.CompletedTask;
 
+    /// <summary>Rate limit per client; high for the suites, low where the limit itself is tested.</summary>
+    protected virtual int PermitsPerSecond => 100_000;
+
     public async Task InitializeAsync()
     {
         await PrepareDatabaseAsync();
@@ -74,6 +77,8 @@ public abstract class ApiFixture : IAsyncLifetime
             b.UseSetting("Auth:Jwt:Issuer", JwtIssuer);
             b.UseSetting("Auth:Jwt:Audience", JwtAudience);
             b.UseSetting("PointsLifecycle:IntervalSeconds", "0");
+            b.UseSetting("Limits:PermitsPerSecond", PermitsPerSecond.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            b.UseSetting("Limits:Burst", PermitsPerSecond.ToString(System.Globalization.CultureInfo.InvariantCulture));
             b.ConfigureServices(s =>
             {
                 s.AddSingleton<TimeProvider>(Clock);

@@ -57,6 +57,25 @@ public sealed record PurchaseResponse(
     DateTime? PointsExpireAt,
     BalanceSnapshot Balance);
 
+public sealed class PurchaseView
+{
+    public long Id { get; set; }
+    public long MemberId { get; set; }
+    public long MerchantId { get; set; }
+    public long StoreId { get; set; }
+    public string ReceiptNumber { get; set; } = "";
+    public DateTime OccurredAt { get; set; }
+    public DateTime RecordedAt { get; set; }
+    public string Currency { get; set; } = "";
+    public decimal Total { get; set; }
+    public decimal AmountDue { get; set; }
+    public decimal Refunded { get; set; }
+    public long PointsEarned { get; set; }
+    public long PointsRedeemed { get; set; }
+    public long PointsReversed { get; set; }
+    public long PointsReturned { get; set; }
+}
+
 public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
 {
     public const int MaxLines = 500;
@@ -121,6 +140,32 @@ public static class PurchaseEndpoints
         WHERE store_id = @StoreId AND receipt_number = @ReceiptNumber
         """;
 
+    private sealed class PurchaseRow
+    {
+        public long Id { get; set; }
+        public long MemberId { get; set; }
+        public long MerchantId { get; set; }
+        public long StoreId { get; set; }
+        public string ReceiptNumber { get; set; } = "";
+        public DateTime OccurredAt { get; set; }
+        public DateTime RecordedAt { get; set; }
+        public string Currency { get; set; } = "";
+        public long TotalMinor { get; set; }
+        public long AmountDueMinor { get; set; }
+        public long RefundedMinor { get; set; }
+        public long PointsEarned { get; set; }
+        public long PointsRedeemed { get; set; }
+        public long PointsReversed { get; set; }
+        public long PointsReturned { get; set; }
+    }
+
+    private const string GetPurchaseSql = """
+        SELECT id, member_id, merchant_id, store_id, receipt_number, occurred_at, recorded_at, currency, total_minor,
+               amount_due_minor, refunded_minor, points_earned, points_redeemed, points_reversed, points_returned
+        FROM purchases
+        WHERE id = @Id
+        """;
+
     private const string InsertPurchaseSql = """
         INSERT INTO purchases (member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
             total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
@@ -157,6 +202,9 @@ public static class PurchaseEndpoints
             .WithSummary("Record a receipt: redeem points (soonest-expiring lots first) and earn points, in one transaction. " +
                          "Retries with the same store + receiptNumber or Idempotency-Key replay the first response; a different body is a 409.")
             .Validate<PurchaseRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+        group.MapGet("{id:long}", GetPurchase).WithName("GetPurchase")
+            .WithSummary("A recorded purchase with what has been refunded so far. A pos key sees only its merchant's purchases.")
+            .ProducesProblem(404);
         group.MapRefunds();
         return group;
     }
@@ -200,6 +248,23 @@ public static class PurchaseEndpoints
             PointsRequested = body.PointsToRedeem,
             SpendablePoints = spendable,
         };
+    }
+
+    public static async Task<Results<Ok<PurchaseView>, ProblemHttpResult>> GetPurchase(long id, HttpContext http, Db db, CancellationToken ct)
+    {
+        var caller = Caller.From(http.User);
+        await using var connection = await db.OpenAsync(ct);
+        var p = await connection.QuerySingleOrDefaultAsync<PurchaseRow>(new CommandDefinition(db.Sql(GetPurchaseSql), new { Id = id }, cancellationToken: ct));
+        // Another merchant's purchase, or another store's for a store-scoped key, is reported as missing.
+        if (p is null || !caller.MayActForStore(p.MerchantId, p.StoreId)) return Problems.NotFound("Purchase", "id");
+        return TypedResults.Ok(new PurchaseView
+        {
+            Id = p.Id, MemberId = p.MemberId, MerchantId = p.MerchantId, StoreId = p.StoreId, ReceiptNumber = p.ReceiptNumber,
+            OccurredAt = p.OccurredAt, RecordedAt = p.RecordedAt, Currency = p.Currency,
+            Total = Money.ToMajor(p.TotalMinor, p.Currency), AmountDue = Money.ToMajor(p.AmountDueMinor, p.Currency),
+            Refunded = Money.ToMajor(p.RefundedMinor, p.Currency), PointsEarned = p.PointsEarned, PointsRedeemed = p.PointsRedeemed,
+            PointsReversed = p.PointsReversed, PointsReturned = p.PointsReturned,
+        });
     }
 
     public static async Task<Results<Ok<QuoteResponse>, ProblemHttpResult>> Quote(PurchaseRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
