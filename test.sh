@@ -62,12 +62,15 @@ dotnet test LoyaltyApi.sln -c "$configuration" --logger "trx" --logger "console;
 status=${PIPESTATUS[0]}
 set -e
 
-# Sum the per-assembly summaries ("Passed!  - Failed: 0, Passed: 10, Skipped: 0, ...").
+# Sum the counters of every results file (TRX), which colour codes in console output cannot garble.
 passed=0; failed=0; skipped=0
-while read -r f p s; do
-  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-done < <(grep -E '(Passed|Failed)! +- +Failed:' "$results/console.log" \
-  | sed -E 's/.*Failed: *([0-9]+), *Passed: *([0-9]+), *Skipped: *([0-9]+).*/\1 \2 \3/')
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  p=$(echo "$counters" | sed -nE 's/.* passed="([0-9]+)".*/\1/p'); f=$(echo "$counters" | sed -nE 's/.* failed="([0-9]+)".*/\1/p')
+  t=$(echo "$counters" | sed -nE 's/.* total="([0-9]+)".*/\1/p'); e=$(echo "$counters" | sed -nE 's/.* executed="([0-9]+)".*/\1/p')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${t:-0} - ${e:-0}))
+done
 
 if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
   echo "test.sh: no test results found" >&2

@@ -11,16 +11,25 @@ using LoyaltyApi.Infrastructure;
 
 var builder = WebApplication.CreateBuilder(args);
 
+// A rule stops at its first failure, so later checks never see a null the first one rejected.
+ValidatorOptions.Global.DefaultRuleLevelCascadeMode = CascadeMode.Stop;
+
 builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
 builder.Services.AddOptions<PointsLifecycleOptions>().BindConfiguration(PointsLifecycleOptions.Section);
 builder.Services.AddSingleton<Db>();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<PointsLifecycle>();
+builder.Services.AddSingleton<ProgramCache>();
+builder.Services.AddSingleton<StoreDirectory>();
 builder.Services.AddHostedService<PointsLifecycleService>();
 builder.Services.AddValidatorsFromAssemblyContaining<Program>(ServiceLifetime.Singleton);
 builder.Services.AddLoyaltyAuth();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
-    ctx.ProblemDetails.Extensions.TryAdd("traceId", ctx.HttpContext.TraceIdentifier));
+{
+    ctx.ProblemDetails.Extensions.TryAdd("traceId", ctx.HttpContext.TraceIdentifier);
+    // Problems written by the framework (no route, no credentials, wrong method) get a code too.
+    ctx.ProblemDetails.Extensions.TryAdd("code", Problems.CodeForStatus(ctx.ProblemDetails.Status ?? ctx.HttpContext.Response.StatusCode));
+});
 builder.Services.AddExceptionHandler<GlobalExceptionHandler>();
 builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 builder.Services.ConfigureHttpJsonOptions(o =>

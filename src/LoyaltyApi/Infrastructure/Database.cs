@@ -143,7 +143,12 @@ public sealed class Db
     {
         if (!string.IsNullOrWhiteSpace(o.ConnectionString))
         {
-            return o.Provider == DatabaseProvider.Sqlite ? NormaliseSqlite(o.ConnectionString) : o.ConnectionString;
+            return o.Provider switch
+            {
+                DatabaseProvider.Sqlite => NormaliseSqlite(o.ConnectionString),
+                DatabaseProvider.Postgres => NormalisePostgres(o.ConnectionString),
+                _ => o.ConnectionString,
+            };
         }
         if (o.Provider != DatabaseProvider.Sqlite)
         {
@@ -152,6 +157,18 @@ public sealed class Db
         var folder = Path.Combine(contentRoot, "App_Data");
         Directory.CreateDirectory(folder);
         return NormaliseSqlite($"Data Source={Path.Combine(folder, "loyalty.db")}");
+    }
+
+    /// <summary>
+    /// Statements are few and fixed, so Npgsql prepares them on the server after first use (no parse
+    /// and plan per call), unless the connection string sets its own value.
+    /// </summary>
+    private static string NormalisePostgres(string cs)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(cs);
+        if (!cs.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase)) builder.MaxAutoPrepare = 100;
+        if (!cs.Contains("Reset On Close", StringComparison.OrdinalIgnoreCase)) builder.NoResetOnClose = true;
+        return builder.ToString();
     }
 
     private static string NormaliseSqlite(string cs)

@@ -88,6 +88,33 @@ public static class Idempotency
         }, tx, cancellationToken: ct));
     }
 
+    /// <summary>Adds the lookup to a read batch; read it back with <see cref="ReadFoundAsync"/>.</summary>
+    public static void AddFindTo(SqlBatch batch, string clientKey, string? key) =>
+        batch.Add(FindSql, new { ClientKey = clientKey, Key = key ?? "" });
+
+    public static async Task<Stored?> ReadFoundAsync(Dapper.SqlMapper.GridReader grid, string? key, string operation, string requestHash)
+    {
+        var stored = await grid.ReadSingleOrDefaultAsync<Stored>();
+        if (key is null || stored is null) return null;
+        if (stored.Operation != operation || stored.RequestHash != requestHash)
+        {
+            throw new DomainRejection(409, "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request.", Header);
+        }
+        return stored;
+    }
+
+    public static void AddSaveTo(SqlBatch batch, string clientKey, string? key, string operation, string requestHash,
+        int statusCode, string responseJson, DateTime now)
+    {
+        if (key is null) return;
+        batch.Add(InsertSql, new
+        {
+            ClientKey = clientKey, Key = key, Operation = operation, RequestHash = requestHash, StatusCode = statusCode,
+            ResponseJson = responseJson, CreatedAt = now,
+        });
+    }
+
     public static void MarkReplayed(HttpContext http) => http.Response.Headers[ReplayedHeader] = "true";
 }
 

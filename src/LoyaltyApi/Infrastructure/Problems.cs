@@ -26,6 +26,22 @@ public static class Problems
     public static ProblemHttpResult BadRequest(string code, string detail, string? field) =>
         Make(StatusCodes.Status400BadRequest, "Invalid request", code, detail, field);
 
+    public static string CodeForStatus(int status) => status switch
+    {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        406 => "not_acceptable",
+        409 => "conflict",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "rate_limited",
+        _ => status >= 500 ? "internal" : "error",
+    };
+
     public static ProblemHttpResult Make(int status, string title, string code, string detail, string? field)
     {
         var extensions = new Dictionary<string, object?> { ["code"] = code };

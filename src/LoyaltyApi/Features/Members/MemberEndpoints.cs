@@ -133,7 +133,7 @@ public static class MemberEndpoints
     }
 
     public static async Task<Results<Created<MemberDto>, Ok<MemberDto>, ProblemHttpResult>> Enroll(
-        EnrollMemberRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+        EnrollMemberRequest body, HttpContext http, Db db, ProgramCache programs, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
         var now = clock.GetUtcNow().UtcDateTime;
@@ -175,13 +175,13 @@ public static class MemberEndpoints
                 {
                     member.CardNumber = (await CardEndpoints.IssueAsync(db, connection, tx, member.Id, body.CardNumber, now, ct)).CardNumber;
                 }
-                var program = await ProgramEndpoints.LoadAsync(db, connection, tx, ct);
+                var program = await programs.GetAsync(db, connection, tx, ct);
                 if (program.WelcomeBonusPoints > 0)
                 {
                     var account = await PointsAccount.OpenAsync(db, connection, tx, member.Id, now, caller.ClientName, ct);
-                    await account!.GrantAsync(LotSources.WelcomeBonus, LedgerEntryTypes.WelcomeBonus, program.WelcomeBonusPoints,
+                    account!.Grant(LotSources.WelcomeBonus, LedgerEntryTypes.WelcomeBonus, program.WelcomeBonusPoints,
                         now, program.ExpiryFor(now), null, null, "welcome bonus");
-                    await account.FlushAsync();
+                    await account.SaveAsync();
                 }
                 await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, "enroll", hash, 201, Json.Serialize(member), now, ct);
                 return (member, false);

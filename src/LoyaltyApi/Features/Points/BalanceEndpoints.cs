@@ -146,11 +146,11 @@ public static class BalanceEndpoints
         return group;
     }
 
-    public static async Task<MemberBalance?> LoadBalanceAsync(Db db, DbConnection connection, long memberId, DateTime now, CancellationToken ct)
+    public static async Task<MemberBalance?> LoadBalanceAsync(Db db, ProgramCache programs, DbConnection connection, long memberId, DateTime now, CancellationToken ct)
     {
         var snapshot = await BalanceQueries.SnapshotAsync(db, connection, memberId, now, ct);
         if (snapshot is null) return null;
-        var program = await ProgramEndpoints.LoadAsync(db, connection, null, ct);
+        var program = await programs.GetAsync(db, connection, null, ct);
         var expiring = await connection.QueryAsync<ExpiringRow>(new CommandDefinition(db.Sql(ExpiringSql),
             new { MemberId = memberId, Now = now, Until = now.AddDays(30) }, cancellationToken: ct));
         // A lot expiring at midnight can last be used the day before.
@@ -169,19 +169,19 @@ public static class BalanceEndpoints
         return new MemberBalance(memberId, snapshot.Available, snapshot.Pending, byDay, lifetime);
     }
 
-    public static async Task<Results<Ok<MemberBalance>, ProblemHttpResult>> GetBalance(long id, Db db, TimeProvider clock, CancellationToken ct)
+    public static async Task<Results<Ok<MemberBalance>, ProblemHttpResult>> GetBalance(long id, Db db, ProgramCache programs, TimeProvider clock, CancellationToken ct)
     {
         await using var connection = await db.OpenAsync(ct);
-        var balance = await LoadBalanceAsync(db, connection, id, clock.GetUtcNow().UtcDateTime, ct);
+        var balance = await LoadBalanceAsync(db, programs, connection, id, clock.GetUtcNow().UtcDateTime, ct);
         return balance is null ? Problems.NotFound("Member", "id") : TypedResults.Ok(balance);
     }
 
-    public static async Task<Results<Ok<MeResponse>, ProblemHttpResult>> GetMe(HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+    public static async Task<Results<Ok<MeResponse>, ProblemHttpResult>> GetMe(HttpContext http, Db db, ProgramCache programs, TimeProvider clock, CancellationToken ct)
     {
         var memberId = Caller.From(http.User).MemberId!.Value;
         await using var connection = await db.OpenAsync(ct);
         var member = await MemberEndpoints.FindByIdAsync(db, connection, null, memberId, ct);
-        var balance = member is null ? null : await LoadBalanceAsync(db, connection, memberId, clock.GetUtcNow().UtcDateTime, ct);
+        var balance = member is null ? null : await LoadBalanceAsync(db, programs, connection, memberId, clock.GetUtcNow().UtcDateTime, ct);
         return member is null || balance is null ? Problems.NotFound("Member") : TypedResults.Ok(new MeResponse(member, balance));
     }
 
@@ -228,7 +228,7 @@ public static class BalanceEndpoints
         }
     }
 
-    public static async Task<Results<Created<AdjustmentResponse>, ProblemHttpResult>> Adjust(long id, AdjustmentRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+    public static async Task<Results<Created<AdjustmentResponse>, ProblemHttpResult>> Adjust(long id, AdjustmentRequest body, HttpContext http, Db db, ProgramCache programs, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
         var now = clock.GetUtcNow().UtcDateTime;
@@ -246,14 +246,14 @@ public static class BalanceEndpoints
                 }
                 if (body.Points > 0)
                 {
-                    var program = await ProgramEndpoints.LoadAsync(db, connection, tx, ct);
-                    await account.GrantAsync(LotSources.Adjustment, LedgerEntryTypes.Adjustment, body.Points, now, program.ExpiryFor(now), null, null, body.Reason);
+                    var program = await programs.GetAsync(db, connection, tx, ct);
+                    account.Grant(LotSources.Adjustment, LedgerEntryTypes.Adjustment, body.Points, now, program.ExpiryFor(now), null, null, body.Reason);
                 }
                 else
                 {
-                    await account.SpendAsync(LedgerEntryTypes.Adjustment, -body.Points, null, body.Reason, "points");
+                    account.Spend(LedgerEntryTypes.Adjustment, -body.Points, null, body.Reason, "points");
                 }
-                await account.FlushAsync();
+                await account.SaveAsync();
                 var response = new AdjustmentResponse(id, body.Points, body.Reason, account.Snapshot());
                 await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, operation, hash, 201, Json.Serialize(response), now, ct);
                 return (response, false);

@@ -103,7 +103,13 @@ public sealed class PointsAccount
     private readonly DbTransaction _tx;
     private readonly CancellationToken _ct;
     private readonly string _actor;
+    private readonly HashSet<PointLot> _changedLots = [];
+    private readonly List<PointLot> _newLots = [];
+    private readonly List<Entry> _entries = [];
     private long _debtAtOpen;
+
+    /// <summary>A ledger entry waiting to be written; <see cref="Lot"/> resolves the id of a lot not yet inserted.</summary>
+    private sealed record Entry(string EntryType, long Points, PointLot? Lot, long? PurchaseId, long? RefundId, string? Reason);
 
     private PointsAccount(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor, CancellationToken ct)
     {
@@ -132,14 +138,30 @@ public sealed class PointsAccount
         var debt = await connection.ExecuteScalarAsync<long?>(new CommandDefinition(db.Sql(LockSql),
             new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
         if (debt is null) return null;
-        var account = new PointsAccount(db, connection, tx, memberId, now, actor, ct) { Debt = debt.Value, _debtAtOpen = debt.Value };
-        account.Lots = (await connection.QueryAsync<PointLot>(new CommandDefinition(db.Sql(LiveLotsSql),
-            new { MemberId = memberId, Now = now }, tx, cancellationToken: ct))).ToList();
-        return account;
+        var lots = await connection.QueryAsync<PointLot>(new CommandDefinition(db.Sql(LiveLotsSql),
+            new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
+        return Opened(db, connection, tx, memberId, now, actor, debt.Value, lots, ct);
     }
 
+    /// <summary>
+    /// Adds the lock and the lot read to a batch, so a caller can fetch them in the same round trip
+    /// as its own reads; pass the results to <see cref="Opened"/>. The lock comes first.
+    /// </summary>
+    public static void AddOpenTo(SqlBatch batch, long memberId, DateTime now)
+    {
+        batch.Add(LockSql, new { MemberId = memberId, Now = now });
+        batch.Add(LiveLotsSql, new { MemberId = memberId, Now = now });
+    }
+
+    public static async Task<(long? Debt, List<PointLot> Lots)> ReadOpenedAsync(SqlMapper.GridReader grid) =>
+        (await grid.ReadSingleOrDefaultAsync<long?>(), (await grid.ReadAsync<PointLot>()).ToList());
+
+    public static PointsAccount Opened(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor,
+        long debt, IEnumerable<PointLot> lots, CancellationToken ct) =>
+        new(db, connection, tx, memberId, now, actor, ct) { Debt = debt, _debtAtOpen = debt, Lots = lots.ToList() };
+
     /// <summary>Grants points as a new lot. Any debt is paid off first, then the rest lands in the lot.</summary>
-    public async Task<PointLot> GrantAsync(string source, string entryType, long points, DateTime availableAt, DateTime expiresAt,
+    public PointLot Grant(string source, string entryType, long points, DateTime availableAt, DateTime expiresAt,
         long? purchaseId, long? refundId, string? reason)
     {
         var payDebt = Math.Min(Debt, points);
@@ -150,19 +172,18 @@ public sealed class PointsAccount
             RemainingPoints = points - payDebt, AvailableAt = availableAt, ExpiresAt = expiresAt,
             Status = availableAt > Now ? "pending" : "available",
         };
-        lot.Id = await _connection.ExecuteScalarAsync<long>(new CommandDefinition(_db.Sql(InsertLotSql), new
+        _newLots.Add(lot);
+        _entries.Add(new Entry(entryType, points, lot, purchaseId, refundId, reason));
+        if (lot.RemainingPoints > 0 && lot.ExpiresAt > Now)
         {
-            lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt, lot.ExpiresAt,
-            lot.Status, Now,
-        }, _tx, cancellationToken: _ct));
-        await AppendAsync(entryType, points, lot.Id, purchaseId, refundId, reason);
-        if (lot.RemainingPoints > 0 && lot.ExpiresAt > Now) Lots.Add(lot);
-        Lots.Sort(static (a, b) => a.ExpiresAt != b.ExpiresAt ? a.ExpiresAt.CompareTo(b.ExpiresAt) : a.Id.CompareTo(b.Id));
+            Lots.Add(lot);
+            Lots.Sort(static (a, b) => a.ExpiresAt != b.ExpiresAt ? a.ExpiresAt.CompareTo(b.ExpiresAt) : a.Id.CompareTo(b.Id));
+        }
         return lot;
     }
 
     /// <summary>Takes points from available lots, soonest expiry first. The caller has checked the balance.</summary>
-    public async Task<List<LotAllocation>> TakeFromAvailableAsync(long points)
+    public List<LotAllocation> TakeFromAvailable(long points)
     {
         var used = new List<LotAllocation>();
         var left = points;
@@ -174,22 +195,22 @@ public sealed class PointsAccount
             lot.RemainingPoints -= take;
             left -= take;
             used.Add(new LotAllocation(lot, take));
-            await SaveLotAsync(lot);
+            _changedLots.Add(lot);
         }
         if (left > 0) throw new InvalidOperationException("Spend exceeds the available lots.");
         return used;
     }
 
     /// <summary>Spends points (redemption, negative adjustment); rejects what the available balance cannot cover.</summary>
-    public async Task<List<LotAllocation>> SpendAsync(string entryType, long points, long? purchaseId, string? reason, string field)
+    public List<LotAllocation> Spend(string entryType, long points, long? purchaseId, string? reason, string field)
     {
         if (points > Available)
         {
             throw DomainRejection.Unprocessable("insufficient_points",
                 $"The member has {Math.Max(0, Available)} available points; {points} were requested.", field);
         }
-        var used = await TakeFromAvailableAsync(points);
-        await AppendAsync(entryType, -points, used.Count == 1 ? used[0].Lot.Id : null, purchaseId, null, reason);
+        var used = TakeFromAvailable(points);
+        _entries.Add(new Entry(entryType, -points, used.Count == 1 ? used[0].Lot : null, purchaseId, null, reason));
         return used;
     }
 
@@ -210,45 +231,78 @@ public sealed class PointsAccount
         lot.RemainingPoints -= fromLot;
         lot.ReversedPoints += reverse;
         if (lot.RemainingPoints == 0) lot.Status = "reversed";
-        await SaveLotAsync(lot);
+        _changedLots.Add(lot);
         var shortfall = reverse - fromLot;
         var fromOthers = Math.Min(shortfall, Math.Max(0, Lots.Where(l => l.IsAvailable(Now)).Sum(l => l.RemainingPoints)));
-        if (fromOthers > 0) await TakeFromAvailableAsync(fromOthers);
+        if (fromOthers > 0) TakeFromAvailable(fromOthers);
         Debt += shortfall - fromOthers;
-        await AppendAsync(LedgerEntryTypes.EarnReversal, -reverse, lot.Id, purchaseId, refundId, null);
+        _entries.Add(new Entry(LedgerEntryTypes.EarnReversal, -reverse, lot, purchaseId, refundId, null));
         return reverse;
     }
 
-    public async Task ExpireAsync(PointLot lot)
+    public void Expire(PointLot lot)
     {
         var points = lot.RemainingPoints;
         lot.ExpiredPoints += points;
         lot.RemainingPoints = 0;
         lot.Status = "expired";
-        await SaveLotAsync(lot);
-        if (points > 0) await AppendAsync(LedgerEntryTypes.Expire, -points, lot.Id, lot.PurchaseId, null, null);
+        _changedLots.Add(lot);
+        if (points > 0) _entries.Add(new Entry(LedgerEntryTypes.Expire, -points, lot, lot.PurchaseId, null, null));
         Lots.Remove(lot);
     }
 
-    public Task SaveLotAsync(PointLot lot) =>
-        _connection.ExecuteAsync(new CommandDefinition(_db.Sql(UpdateLotSql), new
-        {
-            lot.Id, lot.MemberId, lot.RemainingPoints, lot.ReversedPoints, lot.ExpiredPoints, lot.Status,
-        }, _tx, cancellationToken: _ct));
-
-    public Task AppendAsync(string entryType, long points, long? lotId, long? purchaseId, long? refundId, string? reason) =>
-        _connection.ExecuteAsync(new CommandDefinition(_db.Sql(InsertEntrySql), new
-        {
-            MemberId, EntryType = entryType, Points = points, LotId = lotId, PurchaseId = purchaseId, RefundId = refundId,
-            Reason = reason, Actor = _actor, Now,
-        }, _tx, cancellationToken: _ct));
-
-    /// <summary>Writes the debt if it changed; call once before commit.</summary>
-    public async Task FlushAsync()
+    /// <summary>
+    /// Inserts the new lots (one round trip, for their ids) and adds every other change — lot
+    /// updates, ledger entries, the debt — to <paramref name="batch"/>, which the caller completes
+    /// with its own statements and executes.
+    /// </summary>
+    public async Task FlushAsync(SqlBatch batch)
     {
-        if (Debt == _debtAtOpen) return;
-        await _connection.ExecuteAsync(new CommandDefinition(_db.Sql(UpdateDebtSql), new { Debt, MemberId }, _tx, cancellationToken: _ct));
-        _debtAtOpen = Debt;
+        if (_newLots.Count > 0)
+        {
+            var inserts = new SqlBatch(_db);
+            foreach (var lot in _newLots)
+            {
+                inserts.Add(InsertLotSql, new
+                {
+                    lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt, lot.ExpiresAt,
+                    lot.Status, Now,
+                });
+            }
+            using var grid = await inserts.QueryMultipleAsync(_connection, _tx, _ct);
+            foreach (var lot in _newLots)
+            {
+                lot.Id = await grid.ReadSingleAsync<long>();
+                _changedLots.Remove(lot);
+            }
+            _newLots.Clear();
+        }
+        foreach (var lot in _changedLots)
+        {
+            batch.Add(UpdateLotSql, new { lot.Id, lot.MemberId, lot.RemainingPoints, lot.ReversedPoints, lot.ExpiredPoints, lot.Status });
+        }
+        _changedLots.Clear();
+        foreach (var e in _entries)
+        {
+            batch.Add(InsertEntrySql, new
+            {
+                MemberId, e.EntryType, e.Points, LotId = e.Lot?.Id, e.PurchaseId, e.RefundId, e.Reason, Actor = _actor, Now,
+            });
+        }
+        _entries.Clear();
+        if (Debt != _debtAtOpen)
+        {
+            batch.Add(UpdateDebtSql, new { Debt, MemberId });
+            _debtAtOpen = Debt;
+        }
+    }
+
+    /// <summary>Writes every pending change in at most two round trips.</summary>
+    public async Task SaveAsync()
+    {
+        var batch = new SqlBatch(_db);
+        await FlushAsync(batch);
+        await batch.ExecuteAsync(_connection, _tx, _ct);
     }
 
     public BalanceSnapshot Snapshot() => new(Available, Pending);

@@ -76,8 +76,9 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
                     {
                         sum += lot.RemainingPoints;
                         count++;
-                        await account.ExpireAsync(lot);
+                        account.Expire(lot);
                     }
+                    await account.SaveAsync();
                     return (count, sum);
                 }, ct);
                 lots += l;

@@ -35,7 +35,7 @@ public sealed class ProgramValidator : AbstractValidator<ProgramDto>
     {
         RuleFor(x => x.Currency).Must(Money.IsCurrencyCode).WithMessage("Currency must be an ISO 4217 code such as USD.");
         RuleFor(x => x.TimeZone).NotEmpty().MaximumLength(64)
-            .Must(tz => TimeZoneInfo.TryFindSystemTimeZoneById(tz, out _)).WithMessage("Unknown time zone; use an IANA id such as Europe/Berlin.");
+            .Must(tz => tz is not null && TimeZoneInfo.TryFindSystemTimeZoneById(tz, out _)).WithMessage("Unknown time zone; use an IANA id such as Europe/Berlin.");
         RuleFor(x => x.EarnRateBps).InclusiveBetween(0, 1_000_000);
         RuleFor(x => x.PointValueMinor).InclusiveBetween(1, 1_000_000);
         RuleFor(x => x.MaxRedeemShareBps).InclusiveBetween(0, 10_000);
@@ -136,7 +136,7 @@ public static class ProgramEndpoints
         return TypedResults.Ok(rules.ToDto());
     }
 
-    public static async Task<Ok<ProgramDto>> PutProgram(ProgramDto body, Db db, TimeProvider clock, CancellationToken ct)
+    public static async Task<Ok<ProgramDto>> PutProgram(ProgramDto body, Db db, ProgramCache cache, TimeProvider clock, CancellationToken ct)
     {
         var args = new
         {
@@ -153,6 +153,7 @@ public static class ProgramEndpoints
             }
             return updated;
         }, ct);
+        cache.Invalidate();
         return TypedResults.Ok(body);
     }
 }

@@ -2,6 +2,7 @@ using System.Data.Common;
 using Dapper;
 using FluentValidation;
 using LoyaltyApi.Features.Cards;
+using LoyaltyApi.Features.Merchants;
 using LoyaltyApi.Features.Points;
 using LoyaltyApi.Features.ProgramSettings;
 using LoyaltyApi.Infrastructure;
@@ -115,24 +116,12 @@ public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
 
 public static class PurchaseEndpoints
 {
-    internal sealed class StoreRow
-    {
-        public long Id { get; set; }
-        public long MerchantId { get; set; }
-    }
-
     private sealed class ExistingPurchase
     {
         public long Id { get; set; }
         public string RequestHash { get; set; } = "";
         public string ResponseJson { get; set; } = "";
     }
-
-    private const string StoreSql = """
-        SELECT id, merchant_id
-        FROM stores
-        WHERE id = @StoreId
-        """;
 
     private const string ExistingSql = """
         SELECT id, request_hash, response_json
@@ -209,17 +198,6 @@ public static class PurchaseEndpoints
         return group;
     }
 
-    internal static async Task<StoreRow> AuthorizeStoreAsync(Db db, DbConnection connection, DbTransaction? tx, Caller caller, long storeId, CancellationToken ct)
-    {
-        var store = await connection.QuerySingleOrDefaultAsync<StoreRow>(new CommandDefinition(db.Sql(StoreSql), new { StoreId = storeId }, tx, cancellationToken: ct));
-        if (store is null) throw DomainRejection.Unprocessable("unknown_store", "No store has this id.", "storeId");
-        if (!caller.MayActForStore(store.MerchantId, store.Id))
-        {
-            throw new DomainRejection(403, "store_not_allowed", "This API key may not act for that store.", "storeId");
-        }
-        return store;
-    }
-
     /// <summary>Finds the member the receipt belongs to; a blocked or replaced card is refused.</summary>
     private static async Task<(long MemberId, long? CardId)> ResolveMemberAsync(Db db, DbConnection connection, DbTransaction? tx, PurchaseRequest body, CancellationToken ct)
     {
@@ -267,16 +245,16 @@ public static class PurchaseEndpoints
         });
     }
 
-    public static async Task<Results<Ok<QuoteResponse>, ProblemHttpResult>> Quote(PurchaseRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+    public static async Task<Results<Ok<QuoteResponse>, ProblemHttpResult>> Quote(PurchaseRequest body, HttpContext http, Db db, ProgramCache programs, StoreDirectory stores, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
         var now = clock.GetUtcNow().UtcDateTime;
         try
         {
             await using var connection = await db.OpenAsync(ct);
-            await AuthorizeStoreAsync(db, connection, null, caller, body.StoreId, ct);
+            await stores.AuthorizeAsync(db, connection, null, caller, body.StoreId, ct);
             var (memberId, _) = await ResolveMemberAsync(db, connection, null, body, ct);
-            var program = await ProgramEndpoints.LoadAsync(db, connection, null, ct);
+            var program = await programs.GetAsync(db, connection, null, ct);
             var balance = await BalanceQueries.SnapshotAsync(db, connection, memberId, now, ct);
             if (balance is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
             var b = BasketPipeline.Run(BuildBasket(program, body, balance.Available));
@@ -292,7 +270,7 @@ public static class PurchaseEndpoints
     }
 
     public static async Task<Results<Created<PurchaseResponse>, ProblemHttpResult>> RecordPurchase(
-        PurchaseRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+        PurchaseRequest body, HttpContext http, Db db, ProgramCache programs, StoreDirectory stores, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
         var now = clock.GetUtcNow().UtcDateTime;
@@ -301,7 +279,7 @@ public static class PurchaseEndpoints
             var key = Idempotency.KeyFrom(http);
             var hash = Idempotency.HashOf("purchase", body);
             var (response, replayed) = await Transactions.RunAsync(db, (connection, tx) =>
-                RecordAsync(db, connection, tx, caller, body, key, hash, now, ct), ct);
+                RecordAsync(db, programs, stores, connection, tx, caller, body, key, hash, now, ct), ct);
             if (replayed) Idempotency.MarkReplayed(http);
             return TypedResults.Created($"/v1/purchases/{response.PurchaseId}", response);
         }
@@ -311,21 +289,32 @@ public static class PurchaseEndpoints
         }
     }
 
-    private static async Task<(PurchaseResponse, bool)> RecordAsync(Db db, DbConnection connection, DbTransaction tx, Caller caller,
-        PurchaseRequest body, string? key, string hash, DateTime now, CancellationToken ct)
+    private static async Task<(PurchaseResponse, bool)> RecordAsync(Db db, ProgramCache programs, StoreDirectory stores, DbConnection connection,
+        DbTransaction tx, Caller caller, PurchaseRequest body, string? key, string hash, DateTime now, CancellationToken ct)
     {
-        var store = await AuthorizeStoreAsync(db, connection, tx, caller, body.StoreId, ct);
+        var store = await stores.AuthorizeAsync(db, connection, tx, caller, body.StoreId, ct);
+        var program = await programs.GetAsync(db, connection, tx, ct);
         var (memberId, cardId) = await ResolveMemberAsync(db, connection, tx, body, ct);
-        var account = await PointsAccount.OpenAsync(db, connection, tx, memberId, now, caller.ClientName, ct)
-                      ?? throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
 
-        // Dedupe only after the member lock: a concurrent twin has then either committed or not started.
-        if (await Idempotency.FindAsync(db, connection, tx, caller.ClientKey, key, "purchase", hash, ct) is { } stored)
+        // One round trip: take the member's lock, then read the lots and look for an earlier
+        // attempt. Dedupe after the lock: a concurrent twin has then either committed or not started.
+        var reads = new SqlBatch(db);
+        PointsAccount.AddOpenTo(reads, memberId, now);
+        Idempotency.AddFindTo(reads, caller.ClientKey, key);
+        reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
+        PointsAccount account;
+        ExistingPurchase? existing;
+        using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            return (Json.Deserialize<PurchaseResponse>(stored.ResponseJson), true);
+            var (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
+            if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt.Value, lots, ct);
+            if (await Idempotency.ReadFoundAsync(grid, key, "purchase", hash) is { } stored)
+            {
+                return (Json.Deserialize<PurchaseResponse>(stored.ResponseJson), true);
+            }
+            existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
         }
-        var existing = await connection.QuerySingleOrDefaultAsync<ExistingPurchase>(new CommandDefinition(db.Sql(ExistingSql),
-            new { body.StoreId, body.ReceiptNumber }, tx, cancellationToken: ct));
         if (existing is not null)
         {
             if (existing.RequestHash != hash)
@@ -333,12 +322,12 @@ public static class PurchaseEndpoints
                 throw new DomainRejection(409, "receipt_already_recorded",
                     "This store already recorded this receipt number with different contents.", "receiptNumber");
             }
-            var first = Json.Deserialize<PurchaseResponse>(existing.ResponseJson);
-            await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, "purchase", hash, 201, existing.ResponseJson, now, ct);
-            return (first, true);
+            var replay = new SqlBatch(db);
+            Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, existing.ResponseJson, now);
+            await replay.ExecuteAsync(connection, tx, ct);
+            return (Json.Deserialize<PurchaseResponse>(existing.ResponseJson), true);
         }
 
-        var program = await ProgramEndpoints.LoadAsync(db, connection, tx, ct);
         var basket = BasketPipeline.Run(BuildBasket(program, body, account.Available));
         var occurredAt = body.OccurredAt.UtcDateTime;
         var purchaseId = await connection.ExecuteScalarAsync<long>(new CommandDefinition(db.Sql(InsertPurchaseSql), new
@@ -347,37 +336,36 @@ public static class PurchaseEndpoints
             RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
             basket.RedeemedValueMinor, basket.PointsEarned, RequestHash = hash,
         }, tx, cancellationToken: ct));
-        await connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertLineSql), basket.Lines.Select(l => new
-        {
-            PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor,
-        }), tx, cancellationToken: ct));
 
+        var writes = new SqlBatch(db);
+        foreach (var l in basket.Lines)
+        {
+            writes.Add(InsertLineSql, new { PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor });
+        }
         if (basket.PointsRedeemed > 0)
         {
-            var used = await account.SpendAsync(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem");
-            await connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertAllocationSql), used.Select(u => new
+            foreach (var u in account.Spend(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem"))
             {
-                MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
-            }), tx, cancellationToken: ct));
+                writes.Add(InsertAllocationSql, new { MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt });
+            }
         }
-
         PointLot? earned = null;
         if (basket.PointsEarned > 0)
         {
             var availableAt = occurredAt.AddDays(program.ActivationDelayDays);
-            earned = await account.GrantAsync(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
+            earned = account.Grant(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
                 program.ExpiryFor(availableAt), purchaseId, null, null);
         }
-        await account.FlushAsync();
+        await account.FlushAsync(writes);
 
         var c = program.Currency;
         var response = new PurchaseResponse(purchaseId, memberId, body.StoreId, body.ReceiptNumber, c, body.Total,
             basket.PointsEarned, basket.PointsRedeemed, Money.ToMajor(basket.RedeemedValueMinor, c), Money.ToMajor(basket.AmountDueMinor, c),
             earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
         var json = Json.Serialize(response);
-        await connection.ExecuteAsync(new CommandDefinition(db.Sql(CompletePurchaseSql),
-            new { Id = purchaseId, EarnLotId = earned?.Id, ResponseJson = json }, tx, cancellationToken: ct));
-        await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, "purchase", hash, 201, json, now, ct);
+        writes.Add(CompletePurchaseSql, new { Id = purchaseId, EarnLotId = earned?.Id, ResponseJson = json });
+        Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, json, now);
+        await writes.ExecuteAsync(connection, tx, ct);
         return (response, false);
     }
 }

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Dapper;
 using FluentValidation;
+using LoyaltyApi.Features.Merchants;
 using LoyaltyApi.Features.Points;
 using LoyaltyApi.Infrastructure;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -165,7 +166,7 @@ public static class RefundEndpoints
     }
 
     public static async Task<Results<Created<RefundResponse>, ProblemHttpResult>> RecordRefund(
-        long id, RefundRequest body, HttpContext http, Db db, TimeProvider clock, CancellationToken ct)
+        long id, RefundRequest body, HttpContext http, Db db, StoreDirectory stores, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
         var now = clock.GetUtcNow().UtcDateTime;
@@ -175,7 +176,7 @@ public static class RefundEndpoints
             var operation = $"refund:{id}";
             var hash = Idempotency.HashOf(operation, body);
             var (response, replayed) = await Transactions.RunAsync(db, (connection, tx) =>
-                RefundAsync(db, connection, tx, caller, id, body, key, operation, hash, now, ct), ct);
+                RefundAsync(db, stores, connection, tx, caller, id, body, key, operation, hash, now, ct), ct);
             if (replayed) Idempotency.MarkReplayed(http);
             return TypedResults.Created($"/v1/purchases/{id}/refunds/{response.RefundId}", response);
         }
@@ -185,14 +186,14 @@ public static class RefundEndpoints
         }
     }
 
-    private static async Task<(RefundResponse, bool)> RefundAsync(Db db, DbConnection connection, DbTransaction tx, Caller caller,
+    private static async Task<(RefundResponse, bool)> RefundAsync(Db db, StoreDirectory stores, DbConnection connection, DbTransaction tx, Caller caller,
         long purchaseId, RefundRequest body, string? key, string operation, string hash, DateTime now, CancellationToken ct)
     {
         var purchase = await connection.QuerySingleOrDefaultAsync<PurchaseRow>(new CommandDefinition(db.Sql(PurchaseSql), new { Id = purchaseId }, tx, cancellationToken: ct));
         // Another merchant's purchase is reported as missing.
         if (purchase is null || !(caller.IsAdmin || caller.MerchantId == purchase.MerchantId)) throw DomainRejection.NotFound("Purchase", "id");
         var storeId = body.StoreId ?? purchase.StoreId;
-        var store = await PurchaseEndpoints.AuthorizeStoreAsync(db, connection, tx, caller, storeId, ct);
+        var store = await stores.AuthorizeAsync(db, connection, tx, caller, storeId, ct);
         if (store.MerchantId != purchase.MerchantId)
         {
             throw DomainRejection.Unprocessable("store_of_other_merchant", "Refunds are taken at a store of the merchant that sold.", "storeId");
@@ -266,14 +267,14 @@ public static class RefundEndpoints
             PurchaseId = purchaseId, purchase.MemberId, StoreId = storeId, body.RefundNumber, OccurredAt = body.OccurredAt.UtcDateTime,
             RecordedAt = now, AmountMinor = amount, RequestHash = hash,
         }, tx, cancellationToken: ct));
+        var writes = new SqlBatch(db);
         foreach (var (line, quantity, lineAmount) in changedLines)
         {
-            await connection.ExecuteAsync(new CommandDefinition(db.Sql(InsertRefundLineSql),
-                new { RefundId = refundId, line.LineNo, Quantity = quantity, AmountMinor = lineAmount }, tx, cancellationToken: ct));
-            await connection.ExecuteAsync(new CommandDefinition(db.Sql(UpdateLineSql), new
+            writes.Add(InsertRefundLineSql, new { RefundId = refundId, line.LineNo, Quantity = quantity, AmountMinor = lineAmount });
+            writes.Add(UpdateLineSql, new
             {
                 PurchaseId = purchaseId, line.LineNo, RefundedQuantity = line.RefundedQuantity + quantity, RefundedMinor = line.RefundedMinor + lineAmount,
-            }, tx, cancellationToken: ct));
+            });
         }
 
         // Proportions are computed on the cumulative refunded share, so rounding never drifts and a
@@ -296,28 +297,27 @@ public static class RefundEndpoints
                 var give = Math.Min(returnTarget - returned, allocation.Points - allocation.ReturnedPoints);
                 if (give <= 0) continue;
                 // Given back with the original lot's expiry: a refund does not extend a point's life.
-                await account.GrantAsync(LotSources.RedeemReturn, LedgerEntryTypes.RedeemReturn, give, now, allocation.ExpiresAt, purchaseId, refundId, null);
-                await connection.ExecuteAsync(new CommandDefinition(db.Sql(UpdateAllocationSql),
-                    new { allocation.Id, ReturnedPoints = allocation.ReturnedPoints + give }, tx, cancellationToken: ct));
+                account.Grant(LotSources.RedeemReturn, LedgerEntryTypes.RedeemReturn, give, now, allocation.ExpiresAt, purchaseId, refundId, null);
+                writes.Add(UpdateAllocationSql, new { allocation.Id, ReturnedPoints = allocation.ReturnedPoints + give });
                 returned += give;
                 if (returned == returnTarget) break;
             }
         }
-        await account.FlushAsync();
-        await connection.ExecuteAsync(new CommandDefinition(db.Sql(UpdatePurchaseSql), new
+        await account.FlushAsync(writes);
+        writes.Add(UpdatePurchaseSql, new
         {
             Id = purchaseId, RefundedMinor = refundedAfter,
             PointsReversed = purchase.PointsReversed + Math.Max(0, reverseTarget),
             PointsReturned = purchase.PointsReturned + returned,
-        }, tx, cancellationToken: ct));
+        });
 
         var c = purchase.Currency;
         var response = new RefundResponse(refundId, purchaseId, body.RefundNumber, c, Money.ToMajor(amount, c), Money.ToMajor(refundedAfter, c),
             reversed, returned, account.Snapshot());
         var json = Json.Serialize(response);
-        await connection.ExecuteAsync(new CommandDefinition(db.Sql(CompleteRefundSql),
-            new { Id = refundId, PointsReversed = reversed, PointsReturned = returned, ResponseJson = json }, tx, cancellationToken: ct));
-        await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, operation, hash, 201, json, now, ct);
+        writes.Add(CompleteRefundSql, new { Id = refundId, PointsReversed = reversed, PointsReturned = returned, ResponseJson = json });
+        Idempotency.AddSaveTo(writes, caller.ClientKey, key, operation, hash, 201, json, now);
+        await writes.ExecuteAsync(connection, tx, ct);
         return (response, false);
     }
 

@@ -1,0 +1,43 @@
+using System.Globalization;
+using LoyaltyApi.Bench;
+
+// bench driver: seed | load | rate — see bench/run.sh, which runs the whole benchmark.
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+switch (args.FirstOrDefault())
+{
+    case "seed":
+    {
+        var keys = await Seed.RunAsync(args[1], args[2], int.Parse(args[3]), args[4]);
+        Console.WriteLine($"seeded {args[3]} members, {keys.Length} pos keys");
+        return 0;
+    }
+    case "load":
+    {
+        var load = new Load(new Uri(args[1]), File.ReadAllLines(args[2]), int.Parse(args[3]));
+        var rec = await load.ClosedLoopAsync(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
+        Report(rec, double.Parse(args[6]));
+        return 0;
+    }
+    case "rate":
+    {
+        var load = new Load(new Uri(args[1]), File.ReadAllLines(args[2]), int.Parse(args[3]));
+        var rec = await load.FixedRateAsync(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
+        Report(rec, double.Parse(args[6]));
+        return 0;
+    }
+    default:
+        Console.Error.WriteLine("usage: seed <Postgres|Sqlite> <cs> <members> <keysFile> | load <url> <keysFile> <members> <clients> <warmupS> <durationS> | rate <url> <keysFile> <members> <perSecond> <warmupS> <durationS>");
+        return 2;
+}
+
+static void Report(Load.Recorder rec, double seconds)
+{
+    var created = rec.Count("purchase", 201);
+    Console.WriteLine($"purchases_per_second={created / seconds:F1}");
+    foreach (var op in new[] { "purchase", "quote", "balance", "refund" })
+    {
+        var (p50, p95, p99, max, n) = rec.Percentiles(op);
+        if (n > 0) Console.WriteLine($"{op}: n={n} p50={p50:F2}ms p95={p95:F2}ms p99={p99:F2}ms max={max:F2}ms");
+    }
+    Console.WriteLine("statuses: " + string.Join(", ", rec.Statuses.OrderBy(k => k.Key).Select(k => $"{k.Key}={k.Value}")));
+}

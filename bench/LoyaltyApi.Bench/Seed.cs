@@ -1,0 +1,100 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text;
+using Dapper;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace LoyaltyApi.Bench;
+
+/// <summary>
+/// Seeds a realistic program straight into a migrated database: a brand with six stores, a partner
+/// with two, one pos key per store, and N members each with a card and an available lot of points.
+/// </summary>
+public static class Seed
+{
+    public const long CardBase = 70_000_000_000;
+    public const int PointsPerMember = 5_000;
+
+    public static async Task<string[]> RunAsync(string provider, string connectionString, int members, string keysFile)
+    {
+        await using DbConnection c = provider == "Postgres" ? new NpgsqlConnection(connectionString) : new SqliteConnection(connectionString);
+        await c.OpenAsync();
+        var pg = c is NpgsqlConnection;
+        string Ts(DateTime t) => pg ? t.ToString("yyyy-MM-dd HH:mm:ss.fffffff") + "+00" : t.ToString("yyyy-MM-dd HH:mm:ss.fffffff");
+        var now = DateTime.UtcNow;
+        var created = Ts(now.AddDays(-30));
+        var expires = Ts(now.AddDays(300).Date);
+
+        await using (var tx = await c.BeginTransactionAsync())
+        {
+            await c.ExecuteAsync($"INSERT INTO merchants (id, name, kind, created_at) VALUES (1, 'Brand', 'brand', '{created}'), (2, 'Partner', 'partner', '{created}')", transaction: tx);
+            for (var s = 1; s <= 8; s++)
+            {
+                await c.ExecuteAsync($"INSERT INTO stores (id, merchant_id, code, name, created_at) VALUES ({s}, {(s <= 6 ? 1 : 2)}, 'S{s}', 'Store {s}', '{created}')", transaction: tx);
+            }
+            await tx.CommitAsync();
+        }
+
+        var keys = new string[8];
+        for (var s = 1; s <= 8; s++)
+        {
+            var prefix = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+            var secret = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+            keys[s - 1] = $"lk_{prefix}_{secret}";
+            var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(keys[s - 1])));
+            await c.ExecuteAsync($"INSERT INTO api_clients (id, name, role, merchant_id, store_id, key_prefix, key_hash, created_at) VALUES ({s}, 'till {s}', 'pos', {(s <= 6 ? 1 : 2)}, {s}, '{prefix}', '{hash}', '{created}')");
+        }
+        await File.WriteAllLinesAsync(keysFile, keys);
+
+        if (pg)
+        {
+            // Server-side generation: 100 000 members load in seconds.
+            await c.ExecuteAsync($"""
+                INSERT INTO members (id, phone, name, referral_code, status, enrolled_at)
+                SELECT g, '+1555' || lpad(g::text, 7, '0'), 'Member ' || g, 'R' || lpad(g::text, 7, '0'), 'active', '{created}'
+                FROM generate_series(1, {members}) g;
+                INSERT INTO point_accounts (member_id, debt_points, version, updated_at) SELECT g, 0, 0, '{created}' FROM generate_series(1, {members}) g;
+                INSERT INTO cards (id, card_number, member_id, status, issued_at) SELECT g, ({CardBase} + g)::text, g, 'active', '{created}' FROM generate_series(1, {members}) g;
+                INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at)
+                SELECT g, g, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, '{created}', '{expires}', 'available', '{created}' FROM generate_series(1, {members}) g;
+                INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at)
+                SELECT g, g, 'adjustment', {PointsPerMember}, g, 'bench seed', 'bench', '{created}' FROM generate_series(1, {members}) g;
+                """, commandTimeout: 600);
+            foreach (var table in new[] { "merchants", "stores", "api_clients", "members", "cards", "point_lots", "ledger_entries" })
+            {
+                await c.ExecuteAsync($"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))");
+            }
+            await c.ExecuteAsync("VACUUM ANALYZE", commandType: System.Data.CommandType.Text);
+        }
+        else
+        {
+            await using var tx = await c.BeginTransactionAsync();
+            var statements = new[]
+            {
+                "INSERT INTO members (id, phone, name, referral_code, status, enrolled_at) VALUES (@G, '+1555' || substr('0000000' || @G, -7), 'Member ' || @G, 'R' || substr('0000000' || @G, -7), 'active', @Created)",
+                "INSERT INTO point_accounts (member_id, debt_points, version, updated_at) VALUES (@G, 0, 0, @Created)",
+                $"INSERT INTO cards (id, card_number, member_id, status, issued_at) VALUES (@G, CAST({CardBase} + @G AS TEXT), @G, 'active', @Created)",
+                $"INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, @Created, @Expires, 'available', @Created)",
+                $"INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, @G, 'bench seed', 'bench', @Created)",
+            };
+            foreach (var sql in statements)
+            {
+                await using var cmd = c.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = sql;
+                var g = cmd.CreateParameter(); g.ParameterName = "@G"; cmd.Parameters.Add(g);
+                var cr = cmd.CreateParameter(); cr.ParameterName = "@Created"; cr.Value = created; cmd.Parameters.Add(cr);
+                var ex = cmd.CreateParameter(); ex.ParameterName = "@Expires"; ex.Value = expires; cmd.Parameters.Add(ex);
+                cmd.Prepare();
+                for (var i = 1; i <= members; i++)
+                {
+                    g.Value = i;
+                    await cmd.ExecuteNonQueryAsync();
+                }
+            }
+            await tx.CommitAsync();
+        }
+        return keys;
+    }
+}

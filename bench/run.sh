@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The benchmark, in one command: ./bench/run.sh
+#
+# Builds the service in Release, starts a private PostgreSQL with durable commits (fsync and
+# synchronous_commit on, as production runs), seeds a realistic program (BENCH_MEMBERS members with
+# cards and points, 8 stores with a pos key each), measures PostgreSQL's own ceiling with pgbench
+# (TPC-B, the same client count), then drives the service over HTTP from a separate process with a
+# POS mix (quote + purchase, 30% paying with points, balance look-ups, a few refunds), closed loop
+# and at a fixed rate. Then the same service on SQLite. Figures go to stdout and bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MEMBERS=${BENCH_MEMBERS:-100000}
+CLIENTS=${BENCH_CLIENTS:-16}
+SECONDS_RUN=${BENCH_SECONDS:-30}
+WARMUP=${BENCH_WARMUP:-8}
+RATE=${BENCH_RATE:-300}
+PORT=${BENCH_PORT:-5099}
+
+work="$(mktemp -d /tmp/loyalty-bench.XXXXXX)"
+chmod 755 "$work"
+mkdir -p bench/results
+report="bench/results/$(date -u +%Y%m%dT%H%M%SZ).txt"
+service_pid=""
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+[ -x "$pg_bin/initdb" ] || { echo "bench: PostgreSQL binaries not found (apt-get install postgresql)" >&2; exit 1; }
+
+as_pg() { if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null || true
+  [ -d "$work/pg" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+say() { echo "$*" | tee -a "$report"; }
+
+echo "bench: building"
+dotnet publish src/LoyaltyApi -c Release -o "$work/app" -v quiet -nologo >/dev/null
+dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nologo >/dev/null
+driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
+
+pg_port=55500
+while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do pg_port=$((pg_port + 1)); done
+[ "$(id -u)" = "0" ] && chown postgres "$work"
+as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -t 60 \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=1GB -c fsync=on -c synchronous_commit=on" start >/dev/null
+psql_() { psql -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+psql_ -c "CREATE DATABASE loyalty_bench" -c "CREATE DATABASE pgbench"
+pg_cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_bench;Maximum Pool Size=200"
+
+say "== LoyaltyApi benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $MEMBERS members, $CLIENTS clients, ${SECONDS_RUN}s runs"
+say "PostgreSQL: $(psql_ -c 'SHOW server_version'), fsync=$(psql_ -c 'SHOW fsync'), synchronous_commit=$(psql_ -c 'SHOW synchronous_commit')"
+
+start_service() { # provider connection-string
+  ASPNETCORE_URLS="http://127.0.0.1:$PORT" ASPNETCORE_ENVIRONMENT=Production \
+  Database__Provider="$1" Database__ConnectionString="$2" Database__MigrateOnStartup=false \
+  Auth__AdminApiKey=bench-admin-key Limits__PermitsPerSecond=0 Logging__LogLevel__Default=Warning \
+    dotnet "$work/app/LoyaltyApi.dll" >"$work/service-$1.log" 2>&1 &
+  service_pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.2; done
+  echo "bench: service did not start" >&2; cat "$work/service-$1.log" >&2; exit 1
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
+peak_mb() { awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$service_pid/status"; }
+stop_service() { kill "$service_pid"; wait "$service_pid" 2>/dev/null || true; service_pid=""; }
+
+run_provider() { # provider connection-string label
+  local provider=$1 cs=$2 label=$3
+  Database__Provider="$provider" Database__ConnectionString="$cs" dotnet "$work/app/LoyaltyApi.dll" migrate >/dev/null
+  driver seed "$provider" "$cs" "$MEMBERS" "$work/keys.txt" | tee -a "$report"
+  start_service "$provider" "$cs"
+  local t0 c0 t1 c1 hz
+  hz=$(getconf CLK_TCK)
+  t0=$(date +%s.%N); c0=$(cpu_ticks)
+  driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
+  t1=$(date +%s.%N); c1=$(cpu_ticks)
+  say ""
+  say "-- $label, closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"
+  tee -a "$report" <"$work/load-$label.txt"
+  say "service CPU: $(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.2f", (b - a) / hz / (e - s)}') cores busy on average; peak memory (VmHWM) $(peak_mb) MB"
+  driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" >"$work/rate-$label.txt"
+  say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
+  tee -a "$report" <"$work/rate-$label.txt"
+  stop_service
+}
+
+echo "bench: pgbench"
+pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -i -s 10 -q pgbench >/dev/null 2>&1
+pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -T "$SECONDS_RUN" pgbench >"$work/pgbench.txt" 2>&1
+pgbench_tps=$(awk -F'= ' '/^tps/{split($2, a, " "); print a[1]; exit}' "$work/pgbench.txt")
+say ""
+say "-- pgbench TPC-B, $CLIENTS clients, ${SECONDS_RUN}s: tps=$pgbench_tps"
+
+echo "bench: PostgreSQL"
+run_provider Postgres "$pg_cs" postgres
+pg_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-postgres.txt")
+
+echo "bench: SQLite"
+run_provider Sqlite "Data Source=$work/bench.db" sqlite
+sqlite_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-sqlite.txt")
+
+say ""
+say "== summary"
+say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps: ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", a / b}') (target >= 0.60)"
+say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
+say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
+echo "bench: report in $report"
