@@ -34,7 +34,10 @@ builder.Services.AddExceptionHandler<GlobalExceptionHandler>();
 builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 builder.Services.ConfigureHttpJsonOptions(o =>
 {
-    o.SerializerOptions.Converters.Add(new JsonStringEnumConverter());
+    o.SerializerOptions.Converters.Add(new JsonStringEnumConverter(allowIntegerValues: false));
+    // A required field left out, or a null where none is allowed, is an error rather than a silent 0 or null.
+    o.SerializerOptions.RespectRequiredConstructorParameters = true;
+    o.SerializerOptions.RespectNullableAnnotations = true;
     // A misspelt field ("pointsToRedem") is an error, not silently ignored.
     o.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
 });

@@ -80,6 +80,10 @@ public sealed class ValidationFilter<T>(IValidator<T> validator) : IEndpointFilt
         {
             return Problems.BadRequest("body_required", "A JSON request body is required.", "body");
         }
+        if (TextGuard.FindDirtyField(body) is { } dirty)
+        {
+            return Problems.BadRequest("invalid_text", "Text may not contain control characters or unpaired surrogates.", dirty);
+        }
         var result = await validator.ValidateAsync(body, context.HttpContext.RequestAborted);
         if (!result.IsValid)
         {
@@ -168,4 +172,57 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
     // Only the exception type and path: messages may carry request values.
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled {ExceptionType} on {Path}")]
     private static partial void LogUnhandled(ILogger logger, string exceptionType, string path);
+}
+
+/// <summary>
+/// Text in request bodies may not carry control characters (NUL breaks PostgreSQL text, the rest
+/// only hides data) or unpaired surrogates; tab and line breaks are allowed. Checked on the bound
+/// request, so the OpenAPI document still describes plain strings.
+/// </summary>
+public static class TextGuard
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, System.Reflection.PropertyInfo[]> Properties = new();
+
+    /// <summary>The JSON path of the first string that is not clean, or null.</summary>
+    public static string? FindDirtyField(object? value, string path = "", int depth = 0)
+    {
+        if (value is null || depth > 4) return null;
+        if (value is string s) return IsClean(s) ? null : path;
+        var type = value.GetType();
+        if (type.IsPrimitive || type.IsEnum || value is decimal or DateTimeOffset or DateTime or DateOnly) return null;
+        if (value is System.Collections.IEnumerable items)
+        {
+            var i = 0;
+            foreach (var item in items)
+            {
+                if (FindDirtyField(item, $"{path}[{i++}]", depth + 1) is { } dirty) return dirty;
+            }
+            return null;
+        }
+        foreach (var p in Properties.GetOrAdd(type, static t => t.GetProperties().Where(p => p.GetIndexParameters().Length == 0).ToArray()))
+        {
+            var name = JsonNamingPolicy.CamelCase.ConvertName(p.Name);
+            if (FindDirtyField(p.GetValue(value), path.Length == 0 ? name : $"{path}.{name}", depth + 1) is { } dirty) return dirty;
+        }
+        return null;
+    }
+
+    public static bool IsClean(string value)
+    {
+        for (var i = 0; i < value.Length; i++)
+        {
+            var c = value[i];
+            if (char.IsControl(c) && c is not ('\t' or '\n' or '\r')) return false;
+            if (char.IsHighSurrogate(c))
+            {
+                if (i + 1 >= value.Length || !char.IsLowSurrogate(value[i + 1])) return false;
+                i++;
+            }
+            else if (char.IsLowSurrogate(c))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 }

@@ -9,7 +9,7 @@ namespace LoyaltyApi.Features.ApiClients;
 /// <param name="Role">admin, pos, finance or analyst.</param>
 /// <param name="MerchantId">Required for pos keys: the merchant whose purchases the key may record and see.</param>
 /// <param name="StoreId">Optional for pos keys: narrows the key to one store of that merchant.</param>
-public sealed record CreateApiClientRequest(string Name, string Role, long? MerchantId, long? StoreId);
+public sealed record CreateApiClientRequest(string Name, string Role, long? MerchantId = null, long? StoreId = null);
 
 /// <summary>The key is shown here once; only its hash is stored.</summary>
 public sealed record CreatedApiClient(long Id, string Name, string Role, long? MerchantId, long? StoreId, string ApiKey);

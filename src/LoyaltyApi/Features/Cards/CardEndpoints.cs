@@ -10,9 +10,9 @@ using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace LoyaltyApi.Features.Cards;
 
-public sealed record IssueCardRequest(string? CardNumber);
-public sealed record BlockCardRequest(string? Reason);
-public sealed record ReplaceCardRequest(string? NewCardNumber, string? Reason);
+public sealed record IssueCardRequest(string? CardNumber = null);
+public sealed record BlockCardRequest(string? Reason = null);
+public sealed record ReplaceCardRequest(string? NewCardNumber = null, string? Reason = null);
 
 public sealed class CardDto
 {

@@ -17,8 +17,8 @@ namespace LoyaltyApi.Features.Members;
 /// <param name="BirthDate">yyyy-MM-dd.</param>
 /// <param name="ReferralCode">The referral code of the member who referred this one.</param>
 /// <param name="CardNumber">Issue this card at enrollment (optional).</param>
-public sealed record EnrollMemberRequest(string? ExternalId, string? Phone, string? Email, string? Name, DateOnly? BirthDate,
-    string? ReferralCode, string? CardNumber);
+public sealed record EnrollMemberRequest(string? ExternalId = null, string? Phone = null, string? Email = null, string? Name = null,
+    DateOnly? BirthDate = null, string? ReferralCode = null, string? CardNumber = null);
 
 public sealed class MemberDto
 {
@@ -234,6 +234,10 @@ public static class MemberEndpoints
     public static async Task<Results<Ok<MemberDto[]>, ProblemHttpResult>> FindMembers(string? phone, string? email, string? externalId, Db db, CancellationToken ct)
     {
         var given = new[] { phone, email, externalId }.Count(v => !string.IsNullOrWhiteSpace(v));
+        if (new[] { phone, email, externalId }.Any(v => v is not null && !TextGuard.IsClean(v)))
+        {
+            return Problems.BadRequest("invalid_text", "Query values may not contain control characters.", "externalId");
+        }
         if (given != 1) return Problems.BadRequest("one_filter_required", "Give exactly one of phone, email or externalId.", "phone");
         var args = new
         {

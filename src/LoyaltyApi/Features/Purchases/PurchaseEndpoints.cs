@@ -14,7 +14,7 @@ namespace LoyaltyApi.Features.Purchases;
 /// <param name="Category">Item category, for later earning rules.</param>
 /// <param name="Quantity">Whole units.</param>
 /// <param name="Amount">The line's total in the program currency, after line discounts.</param>
-public sealed record PurchaseLineRequest(string Sku, string? Category, int Quantity, decimal Amount);
+public sealed record PurchaseLineRequest(string Sku, int Quantity, decimal Amount, string? Category = null);
 
 /// <param name="StoreId">The store the receipt was printed at; (store, receiptNumber) is the business key that dedupes retries.</param>
 /// <param name="CardNumber">The card that was scanned; give this or memberId.</param>
@@ -24,13 +24,13 @@ public sealed record PurchaseLineRequest(string Sku, string? Category, int Quant
 public sealed record PurchaseRequest(
     long StoreId,
     string ReceiptNumber,
-    string? CardNumber,
-    long? MemberId,
     DateTimeOffset OccurredAt,
     string Currency,
     decimal Total,
     IReadOnlyList<PurchaseLineRequest> Lines,
-    long PointsToRedeem);
+    string? CardNumber = null,
+    long? MemberId = null,
+    long PointsToRedeem = 0);
 
 public sealed record QuoteResponse(
     long MemberId,
@@ -98,6 +98,7 @@ public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
         RuleFor(x => x.PointsToRedeem).InclusiveBetween(0, 1_000_000_000);
         RuleFor(x => x.Lines).NotNull().Must(l => l is { Count: > 0 and <= MaxLines })
             .WithMessage($"A purchase has 1 to {MaxLines} lines.");
+        RuleForEach(x => x.Lines).NotNull().WithMessage("A line may not be null.").When(x => x.Lines is { Count: <= MaxLines });
         RuleForEach(x => x.Lines).ChildRules(line =>
         {
             line.RuleFor(l => l.Sku).NotEmpty().MaximumLength(64);

@@ -15,7 +15,7 @@ public sealed record RefundLineRequest(int LineNo, int Quantity);
 /// <summary>A refund of a recorded purchase. Give <c>amount</c>, or <c>lines</c>, or neither for a full refund of what remains.</summary>
 /// <param name="RefundNumber">The refund receipt's number; (store, refundNumber) dedupes retries.</param>
 /// <param name="StoreId">Where the goods came back; defaults to the purchase's store and must belong to the same merchant.</param>
-public sealed record RefundRequest(string RefundNumber, long? StoreId, DateTimeOffset OccurredAt, decimal? Amount, IReadOnlyList<RefundLineRequest>? Lines);
+public sealed record RefundRequest(string RefundNumber, DateTimeOffset OccurredAt, long? StoreId = null, decimal? Amount = null, IReadOnlyList<RefundLineRequest>? Lines = null);
 
 public sealed record RefundResponse(
     long RefundId,
@@ -41,6 +41,7 @@ public sealed class RefundValidator : AbstractValidator<RefundRequest>
         RuleFor(x => x.Lines).Must(l => l is null || l.Count is > 0 and <= PurchaseValidator.MaxLines)
             .WithMessage($"Give 1 to {PurchaseValidator.MaxLines} lines, or leave lines out.");
         RuleFor(x => x).Must(x => x.Amount is null || x.Lines is null).WithName("amount").WithMessage("Give amount or lines, not both.");
+        RuleForEach(x => x.Lines).NotNull().WithMessage("A line may not be null.").When(x => x.Lines is { Count: <= PurchaseValidator.MaxLines });
         RuleForEach(x => x.Lines).ChildRules(line =>
         {
             line.RuleFor(l => l.LineNo).GreaterThan(0);
