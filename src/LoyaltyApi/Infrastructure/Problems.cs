@@ -103,9 +103,10 @@ public sealed class ValidationFilter<T>(IValidator<T> validator) : IEndpointFilt
 
 public static class ValidationExtensions
 {
-    /// <summary>Every API endpoint can answer 401 (no or bad credentials) and 403 (wrong role or scope).</summary>
+    /// <summary>Every API endpoint can answer 401 (no or bad credentials), 403 (wrong role or scope), 429 (rate limit) and 503 (database unavailable; retry).</summary>
     public static RouteGroupBuilder WithAuthProblems(this RouteGroupBuilder group) =>
-        group.ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden);
+        group.ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
     public static RouteHandlerBuilder Validate<T>(this RouteHandlerBuilder builder) =>
         builder.AddEndpointFilter<ValidationFilter<T>>().ProducesValidationProblem();
@@ -139,6 +140,20 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
             }
             case OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested:
                 return true;
+            case System.Data.Common.DbException db when IsTransient(db):
+                // The database is restarting, failing over or busy: nothing was committed, so the
+                // caller can retry the same request (with its Idempotency-Key) after a moment.
+                LogTransient(logger, exception.GetType().Name, httpContext.Request.Path);
+                httpContext.Response.Headers.RetryAfter = "1";
+                problem = new ProblemDetails
+                {
+                    Status = 503,
+                    Title = "Database unavailable",
+                    Type = Problems.TypeBase + "database_unavailable",
+                    Detail = "The database could not be reached; nothing was recorded. Retry with the same Idempotency-Key.",
+                };
+                problem.Extensions["code"] = "database_unavailable";
+                break;
             default:
                 LogUnhandled(logger, exception.GetType().Name, httpContext.Request.Path);
                 problem = new ProblemDetails
@@ -159,6 +174,18 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
             Exception = exception,
         });
     }
+
+    private static bool IsTransient(System.Data.Common.DbException e) => e switch
+    {
+        Npgsql.PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("57P", StringComparison.Ordinal) || pg.SqlState.StartsWith("08", StringComparison.Ordinal),
+        Npgsql.NpgsqlException npgsql => npgsql.IsTransient || npgsql.InnerException is System.IO.IOException or System.Net.Sockets.SocketException,
+        Microsoft.Data.Sqlite.SqliteException sqlite => sqlite.SqliteErrorCode is 5 or 6, // SQLITE_BUSY, SQLITE_LOCKED
+        Microsoft.Data.SqlClient.SqlException sql => sql.IsTransient,
+        _ => false,
+    };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Database unavailable ({ExceptionType}) on {Path}; answered 503")]
+    private static partial void LogTransient(ILogger logger, string exceptionType, string path);
 
     private static T? FindInner<T>(Exception e) where T : Exception
     {

@@ -1,0 +1,423 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using LoyaltyApi.Features.ProgramSettings;
+using LoyaltyApi.Tests.Infrastructure;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace LoyaltyApi.Tests.Reliability;
+
+/// <summary>
+/// A seeded, randomized model test. Workers run concurrently, each owning a few members, and send
+/// thousands of operations (enroll, purchase with and without points, refunds, adjustments, retries
+/// with the same Idempotency-Key, retries with a changed body, redemptions and refunds that must be
+/// refused), while between rounds the clock moves and the expiry job runs. A reference model of the
+/// points rules predicts every response's balance; after each round every member's balance and
+/// every lot (which proves soonest-expiry-first spending) must match the model, and the ledger
+/// invariants must hold. A failure names the seed; LOYALTY_MODEL_SEED=&lt;seed&gt; replays it.
+/// </summary>
+public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) : ApiTests(fx)
+{
+    private const int Workers = 6;
+    private const int MembersPerWorker = 4;
+    private const int Rounds = 8;
+    private const int OperationsPerWorkerPerRound = 40;
+    private const int ActivationDays = 3;
+    private const int LifetimeDays = 20;
+
+    private static readonly ProgramRules Rules = new()
+    {
+        Currency = "USD", TimeZone = "Europe/Berlin", EarnRateBps = 10_000, PointValueMinor = 1, MaxRedeemShareBps = 5_000,
+        ActivationDelayDays = ActivationDays, PointsLifetimeDays = LifetimeDays, ExpiryRounding = "EndOfDay",
+    };
+
+    private sealed class MLot
+    {
+        public required int Seq { get; init; }
+        public long Granted { get; init; }
+        public long Remaining { get; set; }
+        public long Expired { get; set; }
+        public long Reversed { get; set; }
+        public DateTime AvailableAt { get; init; }
+        public DateTime ExpiresAt { get; init; }
+    }
+
+    private sealed class MAllocation
+    {
+        public required MLot Lot { get; init; }
+        public required int Seq { get; init; }
+        public long Points { get; init; }
+        public long Returned { get; set; }
+    }
+
+    private sealed class MPurchase
+    {
+        public long Id { get; init; }
+        public long TotalMinor { get; init; }
+        public long Earned { get; init; }
+        public long Redeemed { get; init; }
+        public long Refunded { get; set; }
+        public long ReversedTarget { get; set; }
+        public long Returned { get; set; }
+        public MLot? EarnLot { get; init; }
+        public List<MAllocation> Allocations { get; } = [];
+    }
+
+    private sealed class MMember
+    {
+        public long Id { get; init; }
+        public string Card { get; init; } = "";
+        public long Debt { get; set; }
+        public List<MLot> Lots { get; } = [];
+        public List<MPurchase> Purchases { get; } = [];
+        public int NextAllocationSeq { get; set; }
+    }
+
+    /// <summary>The reference model: the points rules of PRODUCT.md written a second time, independently of the service.</summary>
+    private sealed class Model(DateTime now)
+    {
+        public DateTime Now { get; } = now;
+
+        public long Available(MMember m) => m.Lots.Where(l => l.AvailableAt <= Now && l.ExpiresAt > Now).Sum(l => l.Remaining) - m.Debt;
+        public long Pending(MMember m) => m.Lots.Where(l => l.AvailableAt > Now && l.ExpiresAt > Now).Sum(l => l.Remaining);
+
+        public MLot Grant(MMember m, long points, DateTime availableAt, DateTime expiresAt)
+        {
+            var pay = Math.Min(m.Debt, points);
+            m.Debt -= pay;
+            var lot = new MLot { Seq = m.Lots.Count, Granted = points, Remaining = points - pay, AvailableAt = availableAt, ExpiresAt = expiresAt };
+            m.Lots.Add(lot);
+            return lot;
+        }
+
+        public List<(MLot Lot, long Points)> Take(MMember m, long points)
+        {
+            var used = new List<(MLot, long)>();
+            foreach (var lot in m.Lots.Where(l => l.AvailableAt <= Now && l.ExpiresAt > Now && l.Remaining > 0).OrderBy(l => l.ExpiresAt).ThenBy(l => l.Seq))
+            {
+                if (points == 0) break;
+                var take = Math.Min(points, lot.Remaining);
+                lot.Remaining -= take;
+                points -= take;
+                used.Add((lot, take));
+            }
+            Assert.Equal(0, points);
+            return used;
+        }
+
+        public static long CapPoints(long totalMinor) => totalMinor * Rules.MaxRedeemShareBps / 10_000 / Rules.PointValueMinor;
+
+        public static long Share(long points, long part, long whole) => whole == 0 ? points : points * part / whole;
+
+        public (long Reversed, long Returned) Refund(MMember m, MPurchase p, long amount)
+        {
+            var after = p.Refunded + amount;
+            var reverseTarget = Share(p.Earned, after, p.TotalMinor) - p.ReversedTarget;
+            var returnTarget = Share(p.Redeemed, after, p.TotalMinor) - p.Returned;
+            long reversed = 0;
+            if (reverseTarget > 0 && p.EarnLot is { } lot)
+            {
+                reversed = Math.Min(reverseTarget, Math.Max(0, lot.Granted - lot.Expired - lot.Reversed));
+                if (reversed > 0)
+                {
+                    var fromLot = Math.Min(reversed, lot.Remaining);
+                    lot.Remaining -= fromLot;
+                    lot.Reversed += reversed;
+                    var shortfall = reversed - fromLot;
+                    var others = Math.Min(shortfall, Math.Max(0, m.Lots.Where(l => l.AvailableAt <= Now && l.ExpiresAt > Now).Sum(l => l.Remaining)));
+                    if (others > 0) Take(m, others);
+                    m.Debt += shortfall - others;
+                }
+            }
+            long returned = 0;
+            if (returnTarget > 0)
+            {
+                foreach (var a in p.Allocations.OrderByDescending(a => a.Lot.ExpiresAt).ThenByDescending(a => a.Seq))
+                {
+                    var give = Math.Min(returnTarget - returned, a.Points - a.Returned);
+                    if (give <= 0) continue;
+                    Grant(m, give, Now, a.Lot.ExpiresAt);
+                    a.Returned += give;
+                    returned += give;
+                    if (returned == returnTarget) break;
+                }
+            }
+            p.Refunded = after;
+            p.ReversedTarget += Math.Max(0, reverseTarget);
+            p.Returned += returned;
+            return (reversed, returned);
+        }
+
+        public void Expire(MMember m)
+        {
+            foreach (var lot in m.Lots.Where(l => l.ExpiresAt <= Now && l.Remaining > 0))
+            {
+                lot.Expired += lot.Remaining;
+                lot.Remaining = 0;
+            }
+        }
+    }
+
+    private sealed class Worker(int index, int seed)
+    {
+        public int Index { get; } = index;
+        public Random Rng { get; } = new(seed);
+        public List<MMember> Members { get; } = [];
+        public int Operations { get; set; }
+    }
+
+    [Fact]
+    public async Task ThousandsOfRandomOperationsKeepTheLedgerEqualToTheModel()
+    {
+        var seed = int.TryParse(Environment.GetEnvironmentVariable("LOYALTY_MODEL_SEED"), out var s) ? s : Random.Shared.Next(1, 1_000_000);
+        output.WriteLine($"model seed {seed} (replay with LOYALTY_MODEL_SEED={seed})");
+        var program = new Dictionary<string, object>
+        {
+            ["currency"] = "USD", ["timeZone"] = Rules.TimeZone, ["earnRateBps"] = Rules.EarnRateBps, ["pointValueMinor"] = Rules.PointValueMinor,
+            ["maxRedeemShareBps"] = Rules.MaxRedeemShareBps, ["activationDelayDays"] = ActivationDays, ["pointsLifetimeDays"] = LifetimeDays,
+            ["expiryRounding"] = "EndOfDay", ["welcomeBonusPoints"] = 0,
+        };
+        (await Fx.Admin.PutAsJsonAsync("/v1/program", program)).EnsureSuccessStatusCode();
+        var failures = new ConcurrentQueue<string>();
+        var workers = Enumerable.Range(0, Workers).Select(i => new Worker(i, seed * 31 + i)).ToList();
+        try
+        {
+            foreach (var w in workers)
+            {
+                for (var i = 0; i < MembersPerWorker; i++) w.Members.Add(await EnrollAsync(new Model(Fx.Clock.Now.UtcDateTime), w.Rng));
+            }
+            var jobRng = new Random(seed);
+            for (var round = 0; round < Rounds; round++)
+            {
+                var model = new Model(Fx.Clock.Now.UtcDateTime);
+                await Task.WhenAll(workers.Select(w => Task.Run(async () =>
+                {
+                    for (var i = 0; i < OperationsPerWorkerPerRound; i++)
+                    {
+                        try
+                        {
+                            await StepAsync(model, w);
+                        }
+                        catch (Exception e) when (e is not OutOfMemoryException)
+                        {
+                            failures.Enqueue($"seed {seed}, round {round}, worker {w.Index}, op {w.Operations}: {e.Message}");
+                            return;
+                        }
+                    }
+                })));
+                Assert.True(failures.IsEmpty, string.Join("\n", failures));
+                await AssertMatchesModelAsync(model, workers, seed, round);
+                await Fx.AssertLedgerInvariantsAsync();
+
+                // Move the clock (sometimes past activation and expiry) and run the job, as production would.
+                Fx.Clock.Advance(TimeSpan.FromHours(jobRng.Next(0, 24 * 9)));
+                var run = await Fx.Admin.PostAsync("/v1/admin/points-lifecycle/runs", null);
+                Assert.Equal(HttpStatusCode.OK, run.StatusCode);
+                var later = new Model(Fx.Clock.Now.UtcDateTime);
+                foreach (var m in workers.SelectMany(w => w.Members)) later.Expire(m);
+                await AssertMatchesModelAsync(later, workers, seed, round);
+            }
+            var total = workers.Sum(w => w.Operations);
+            output.WriteLine($"{total} operations on {workers.Sum(w => w.Members.Count)} members in {Rounds} rounds");
+            Assert.True(total >= 1500, $"only {total} operations ran");
+        }
+        finally
+        {
+            (await Fx.Admin.PutAsJsonAsync("/v1/program", ApiFixture.DefaultProgram)).EnsureSuccessStatusCode();
+        }
+    }
+
+    private async Task<MMember> EnrollAsync(Model model, Random rng)
+    {
+        var card = Fx.Unique("M7");
+        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/members", new { phone = Fx.UniquePhone(), cardNumber = card });
+        var body = await ReadAsync(r, HttpStatusCode.Created);
+        var m = new MMember { Id = body.GetProperty("id").GetInt64(), Card = card };
+        var points = rng.Next(0, 3) * 500;
+        if (points > 0)
+        {
+            await Fx.AdjustAsync(m.Id, points, "model seed points");
+            model.Grant(m, points, model.Now, Rules.ExpiryFor(model.Now));
+        }
+        return m;
+    }
+
+    private async Task StepAsync(Model model, Worker w)
+    {
+        w.Operations++;
+        var m = w.Members[w.Rng.Next(w.Members.Count)];
+        var roll = w.Rng.Next(100);
+        if (roll < 45) await PurchaseAsync(model, w, m);
+        else if (roll < 65) await RefundAsync(model, w, m);
+        else if (roll < 75) await AdjustAsync(model, w, m);
+        else if (roll < 85) await RetryAsync(model, w, m);
+        else if (roll < 93) await RefusedRedemptionAsync(model, w, m);
+        else if (roll < 97) await RefusedRefundAsync(model, w, m);
+        else w.Members.Add(await EnrollAsync(model, w.Rng));
+    }
+
+    private object Body(MMember m, long totalMinor, long redeem, string receipt) => new
+    {
+        storeId = Fx.BrandStoreId, receiptNumber = receipt, cardNumber = m.Card, occurredAt = Fx.Clock.Now,
+        currency = "USD", total = totalMinor / 100m, pointsToRedeem = redeem,
+        lines = new[] { new { sku = "M", category = "model", quantity = 1, amount = totalMinor / 100m } },
+    };
+
+    private async Task<HttpResponseMessage> SendAsync(string path, object body, string? key)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+        if (key is not null) request.Headers.Add("Idempotency-Key", key);
+        return await Fx.BrandPos.SendAsync(request);
+    }
+
+    private void AssertBalance(Model model, MMember m, JsonElement balance, string what)
+    {
+        var expected = (model.Available(m), model.Pending(m));
+        var actual = (balance.GetProperty("available").GetInt64(), balance.GetProperty("pending").GetInt64());
+        Assert.True(expected == actual, $"{what} for member {m.Id}: expected (available, pending) {expected}, service said {actual}");
+    }
+
+    private async Task<(JsonElement Response, object Body, string Key)> DoPurchaseAsync(Model model, Worker w, MMember m, long totalMinor, long redeem)
+    {
+        var key = Guid.NewGuid().ToString("N");
+        var body = Body(m, totalMinor, redeem, Fx.Unique("MR"));
+        var response = await ReadAsync(await SendAsync("/v1/purchases", body, key), HttpStatusCode.Created);
+        var allocations = redeem > 0 ? model.Take(m, redeem) : [];
+        var earned = (totalMinor - redeem * Rules.PointValueMinor) * Rules.EarnRateBps / (10_000 * 100);
+        Assert.Equal(earned, response.GetProperty("pointsEarned").GetInt64());
+        MLot? lot = null;
+        if (earned > 0)
+        {
+            var availableAt = model.Now.AddDays(ActivationDays);
+            Assert.Equal(availableAt, response.GetProperty("pointsAvailableAt").GetDateTime());
+            lot = model.Grant(m, earned, availableAt, Rules.ExpiryFor(availableAt));
+            Assert.Equal(lot.ExpiresAt, response.GetProperty("pointsExpireAt").GetDateTime());
+        }
+        var p = new MPurchase
+        {
+            Id = response.GetProperty("purchaseId").GetInt64(), TotalMinor = totalMinor, Earned = earned, Redeemed = redeem, EarnLot = lot,
+        };
+        foreach (var (usedLot, points) in allocations) p.Allocations.Add(new MAllocation { Lot = usedLot, Points = points, Seq = m.NextAllocationSeq++ });
+        m.Purchases.Add(p);
+        AssertBalance(model, m, response.GetProperty("balance"), "purchase");
+        return (response, body, key);
+    }
+
+    private async Task PurchaseAsync(Model model, Worker w, MMember m)
+    {
+        var total = (long)w.Rng.Next(1, 20_000);
+        var spendable = Math.Min(model.Available(m), Model.CapPoints(total));
+        var redeem = spendable > 0 && w.Rng.Next(3) == 0 ? w.Rng.NextInt64(1, spendable + 1) : 0;
+        await DoPurchaseAsync(model, w, m, total, redeem);
+    }
+
+    private async Task RetryAsync(Model model, Worker w, MMember m)
+    {
+        var (first, body, key) = await DoPurchaseAsync(model, w, m, w.Rng.Next(100, 10_000), 0);
+        var again = await SendAsync("/v1/purchases", body, key);
+        Assert.Equal(first.GetRawText(), (await ReadAsync(again, HttpStatusCode.Created)).GetRawText());
+        var changed = await SendAsync("/v1/purchases", Body(m, 12_345, 0, Fx.Unique("MR")), key);
+        await AssertProblemAsync(changed, HttpStatusCode.Conflict, "idempotency_key_reused");
+    }
+
+    private async Task RefusedRedemptionAsync(Model model, Worker w, MMember m)
+    {
+        var total = 1_000L;
+        var tooMany = Math.Max(model.Available(m), 0) + w.Rng.Next(1, 50);
+        var r = await SendAsync("/v1/purchases", Body(m, total, tooMany, Fx.Unique("MX")), null);
+        var code = tooMany > Math.Max(0, model.Available(m)) ? "insufficient_points" : "redemption_cap_exceeded";
+        await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, code, "pointsToRedeem");
+    }
+
+    private async Task RefundAsync(Model model, Worker w, MMember m)
+    {
+        var open = m.Purchases.Where(p => p.Refunded < p.TotalMinor).ToList();
+        if (open.Count == 0)
+        {
+            await PurchaseAsync(model, w, m);
+            return;
+        }
+        var p = open[w.Rng.Next(open.Count)];
+        var left = p.TotalMinor - p.Refunded;
+        var full = w.Rng.Next(3) == 0;
+        var amount = full ? left : w.Rng.NextInt64(1, left + 1);
+        object body = full
+            ? new { refundNumber = Fx.Unique("MF"), occurredAt = Fx.Clock.Now }
+            : new { refundNumber = Fx.Unique("MF"), occurredAt = Fx.Clock.Now, amount = amount / 100m };
+        var key = Guid.NewGuid().ToString("N");
+        var response = await ReadAsync(await SendAsync($"/v1/purchases/{p.Id}/refunds", body, key), HttpStatusCode.Created);
+        var (reversed, returned) = model.Refund(m, p, amount);
+        Assert.Equal(reversed, response.GetProperty("pointsReversed").GetInt64());
+        Assert.Equal(returned, response.GetProperty("pointsReturned").GetInt64());
+        AssertBalance(model, m, response.GetProperty("balance"), "refund");
+        if (w.Rng.Next(4) == 0)
+        {
+            var again = await ReadAsync(await SendAsync($"/v1/purchases/{p.Id}/refunds", body, key), HttpStatusCode.Created);
+            Assert.Equal(response.GetRawText(), again.GetRawText());
+        }
+    }
+
+    private async Task RefusedRefundAsync(Model model, Worker w, MMember m)
+    {
+        if (m.Purchases.Count == 0) return;
+        var p = m.Purchases[w.Rng.Next(m.Purchases.Count)];
+        var left = p.TotalMinor - p.Refunded;
+        var r = await SendAsync($"/v1/purchases/{p.Id}/refunds",
+            new { refundNumber = Fx.Unique("MZ"), occurredAt = Fx.Clock.Now, amount = (left + w.Rng.Next(1, 500)) / 100m }, null);
+        if (left == 0) await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "already_refunded");
+        else await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "refund_exceeds_purchase", "amount");
+    }
+
+    private async Task AdjustAsync(Model model, Worker w, MMember m)
+    {
+        var credit = w.Rng.Next(2) == 0 || model.Available(m) <= 0;
+        var points = credit ? w.Rng.Next(1, 800) : -w.Rng.NextInt64(1, model.Available(m) + 1);
+        var r = await Fx.Admin.PostAsJsonAsync($"/v1/members/{m.Id}/adjustments", new { points, reason = "model" });
+        var response = await ReadAsync(r, HttpStatusCode.Created);
+        if (points > 0) model.Grant(m, points, model.Now, Rules.ExpiryFor(model.Now));
+        else model.Take(m, -points);
+        AssertBalance(model, m, response.GetProperty("balance"), "adjustment");
+    }
+
+    private sealed class LotRow
+    {
+        public long RemainingPoints { get; set; }
+        public long GrantedPoints { get; set; }
+        public long ExpiredPoints { get; set; }
+        public DateTime ExpiresAt { get; set; }
+    }
+
+    /// <summary>Every member's balance, debt and every lot (in creation order) equal the model's.</summary>
+    private async Task AssertMatchesModelAsync(Model model, List<Worker> workers, int seed, int round)
+    {
+        foreach (var m in workers.SelectMany(w => w.Members))
+        {
+            var where = $"seed {seed}, round {round}, member {m.Id}";
+            var balance = await Fx.BalanceAsync(m.Id);
+            AssertBalance(model, m, balance, where);
+            Assert.True(m.Debt == await Fx.ScalarAsync<long>("SELECT debt_points FROM point_accounts WHERE member_id = @Id", new { m.Id }), $"{where}: debt");
+            var lots = await Fx.QueryAsync<LotRow>(
+                "SELECT remaining_points, granted_points, expired_points, expires_at FROM point_lots WHERE member_id = @Id ORDER BY id", new { m.Id });
+            Assert.True(lots.Count == m.Lots.Count, $"{where}: {lots.Count} lots in the database, {m.Lots.Count} in the model");
+            for (var i = 0; i < lots.Count; i++)
+            {
+                var (db, ml) = (lots[i], m.Lots[i]);
+                Assert.True(db.GrantedPoints == ml.Granted && db.RemainingPoints == ml.Remaining && db.ExpiresAt == ml.ExpiresAt,
+                    $"{where}, lot #{i}: database (granted {db.GrantedPoints}, remaining {db.RemainingPoints}, expires {db.ExpiresAt:O}) " +
+                    $"vs model (granted {ml.Granted}, remaining {ml.Remaining}, expires {ml.ExpiresAt:O})");
+            }
+        }
+        var acknowledged = workers.SelectMany(w => w.Members).SelectMany(m => m.Purchases).Select(p => p.Id).ToList();
+        var stored = await Fx.QueryAsync<long>("SELECT id FROM purchases");
+        Assert.True(acknowledged.All(new HashSet<long>(stored).Contains), $"seed {seed}: an acknowledged purchase is missing");
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM (SELECT store_id, receipt_number FROM purchases GROUP BY store_id, receipt_number HAVING COUNT(*) > 1) d"));
+    }
+}
+
+public sealed class SqliteLedgerModelTests(SqliteApiFixture fx, ITestOutputHelper output) : LedgerModelTests(fx, output), IClassFixture<SqliteApiFixture>;
+
+[Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
+public sealed class PostgresLedgerModelTests(PostgresApiFixture fx, ITestOutputHelper output) : LedgerModelTests(fx, output), IClassFixture<PostgresApiFixture>;
