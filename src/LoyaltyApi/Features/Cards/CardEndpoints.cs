@@ -95,12 +95,6 @@ public static class CardEndpoints
         WHERE id = @Id
         """;
 
-    private const string MemberNameSql = """
-        SELECT name
-        FROM members
-        WHERE id = @MemberId
-        """;
-
     public static RouteGroupBuilder MapCards(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1").WithTags("Cards").RequireAuthorization(Policies.PosOrAdmin);
@@ -156,11 +150,9 @@ public static class CardEndpoints
     public static async Task<Results<Ok<CardLookup>, ProblemHttpResult>> LookupCard(string cardNumber, Db db, TimeProvider clock, CancellationToken ct)
     {
         await using var connection = await db.OpenAsync(ct);
-        var card = await FindAsync(db, connection, null, cardNumber, ct);
+        var card = await BalanceQueries.CardSnapshotAsync(db, connection, cardNumber, clock.GetUtcNow().UtcDateTime, ct);
         if (card is null) return Problems.NotFound("Card", "cardNumber");
-        var name = await connection.ExecuteScalarAsync<string?>(new CommandDefinition(db.Sql(MemberNameSql), new { card.MemberId }, cancellationToken: ct));
-        var balance = await BalanceQueries.SnapshotAsync(db, connection, card.MemberId, clock.GetUtcNow().UtcDateTime, ct);
-        return TypedResults.Ok(new CardLookup(card.CardNumber, card.Status, card.MemberId, name, balance ?? new BalanceSnapshot(0, 0)));
+        return TypedResults.Ok(new CardLookup(cardNumber, card.Status, card.MemberId, card.MemberName, card.Balance));
     }
 
     public static async Task<Results<Ok<CardDto>, ProblemHttpResult>> BlockCard(string cardNumber, BlockCardRequest body, Db db, TimeProvider clock, CancellationToken ct)

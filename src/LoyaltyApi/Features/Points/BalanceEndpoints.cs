@@ -69,6 +69,36 @@ public static class BalanceQueries
         WHERE a.member_id = @MemberId
         """;
 
+    public sealed class CardSnapshot
+    {
+        public long CardId { get; set; }
+        public long MemberId { get; set; }
+        public string Status { get; set; } = "";
+        public string? MemberName { get; set; }
+        public long DebtPoints { get; set; }
+        public long AvailablePoints { get; set; }
+        public long PendingPoints { get; set; }
+
+        public BalanceSnapshot Balance => new(AvailablePoints - DebtPoints, PendingPoints);
+    }
+
+    private const string CardSnapshotSql = """
+        SELECT c.id AS card_id, c.member_id, c.status, m.name AS member_name, a.debt_points,
+               (SELECT COALESCE(SUM(l.remaining_points), 0) FROM point_lots l
+                WHERE l.member_id = c.member_id AND l.remaining_points > 0 AND l.expires_at > @Now AND l.available_at <= @Now) AS available_points,
+               (SELECT COALESCE(SUM(l.remaining_points), 0) FROM point_lots l
+                WHERE l.member_id = c.member_id AND l.remaining_points > 0 AND l.expires_at > @Now AND l.available_at > @Now) AS pending_points
+        FROM cards c
+        JOIN members m ON m.id = c.member_id
+        JOIN point_accounts a ON a.member_id = c.member_id
+        WHERE c.card_number = @CardNumber
+        """;
+
+    /// <summary>A card, its member and the member's balance in one query: what a POS needs at a scan.</summary>
+    public static Task<CardSnapshot?> CardSnapshotAsync(Db db, DbConnection connection, string cardNumber, DateTime now, CancellationToken ct) =>
+        connection.QuerySingleOrDefaultAsync<CardSnapshot>(new CommandDefinition(db.Sql(CardSnapshotSql),
+            new { CardNumber = cardNumber, Now = now }, cancellationToken: ct));
+
     /// <summary>Balance as of <paramref name="now"/>: lots past expiry are never counted, whether or not the expiry job has run.</summary>
     public static async Task<BalanceSnapshot?> SnapshotAsync(Db db, DbConnection connection, long memberId, DateTime now, CancellationToken ct)
     {

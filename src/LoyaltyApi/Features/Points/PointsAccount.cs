@@ -59,6 +59,23 @@ public sealed class PointsAccount
         RETURNING debt_points
         """;
 
+    // The same two statements for a POS that only knows the card: the lock is taken only for an active card.
+    private const string LockByCardSql = """
+        UPDATE point_accounts
+        SET version = version + 1, updated_at = @Now
+        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
+        RETURNING debt_points
+        """;
+
+    private const string LiveLotsByCardSql = """
+        SELECT id, member_id, source, purchase_id, granted_points, remaining_points, expired_points, reversed_points,
+               available_at, expires_at, status
+        FROM point_lots
+        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
+          AND remaining_points > 0 AND expires_at > @Now
+        ORDER BY expires_at, id
+        """;
+
     private const string LiveLotsSql = """
         SELECT id, member_id, source, purchase_id, granted_points, remaining_points, expired_points, reversed_points,
                available_at, expires_at, status
@@ -151,6 +168,13 @@ public sealed class PointsAccount
     {
         batch.Add(LockSql, new { MemberId = memberId, Now = now });
         batch.Add(LiveLotsSql, new { MemberId = memberId, Now = now });
+    }
+
+    /// <summary>As <see cref="AddOpenTo"/>, for the member who holds an active card.</summary>
+    public static void AddOpenByCardTo(SqlBatch batch, string cardNumber, DateTime now)
+    {
+        batch.Add(LockByCardSql, new { CardNumber = cardNumber, Now = now });
+        batch.Add(LiveLotsByCardSql, new { CardNumber = cardNumber, Now = now });
     }
 
     public static async Task<(long? Debt, List<PointLot> Lots)> ReadOpenedAsync(SqlMapper.GridReader grid) =>

@@ -199,18 +199,28 @@ public static class PurchaseEndpoints
         return group;
     }
 
-    /// <summary>Finds the member the receipt belongs to; a blocked or replaced card is refused.</summary>
-    private static async Task<(long MemberId, long? CardId)> ResolveMemberAsync(Db db, DbConnection connection, DbTransaction? tx, PurchaseRequest body, CancellationToken ct)
+    /// <summary>An unknown, blocked or replaced card is refused.</summary>
+    private static void RejectUnusable(string? cardStatus)
     {
-        if (body.CardNumber is null) return (body.MemberId!.Value, null);
-        var card = await CardEndpoints.FindAsync(db, connection, tx, body.CardNumber, ct)
-                   ?? throw DomainRejection.Unprocessable("unknown_card", "No card has this number.", "cardNumber");
-        if (card.Status != "active")
+        if (cardStatus is null) throw DomainRejection.Unprocessable("unknown_card", "No card has this number.", "cardNumber");
+        if (cardStatus != "active")
         {
-            throw DomainRejection.Unprocessable("card_blocked", $"The card is {card.Status} and cannot be used.", "cardNumber");
+            throw DomainRejection.Unprocessable("card_blocked", $"The card is {cardStatus} and cannot be used.", "cardNumber");
         }
-        return (card.MemberId, card.Id);
     }
+
+    private sealed class CardRow
+    {
+        public long Id { get; set; }
+        public long MemberId { get; set; }
+        public string Status { get; set; } = "";
+    }
+
+    private const string CardSql = """
+        SELECT id, member_id, status
+        FROM cards
+        WHERE card_number = @CardNumber
+        """;
 
     private static Basket BuildBasket(ProgramRules program, PurchaseRequest body, long spendable)
     {
@@ -254,10 +264,21 @@ public static class PurchaseEndpoints
         {
             await using var connection = await db.OpenAsync(ct);
             await stores.AuthorizeAsync(db, connection, null, caller, body.StoreId, ct);
-            var (memberId, _) = await ResolveMemberAsync(db, connection, null, body, ct);
             var program = await programs.GetAsync(db, connection, null, ct);
-            var balance = await BalanceQueries.SnapshotAsync(db, connection, memberId, now, ct);
-            if (balance is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            long memberId;
+            BalanceSnapshot? balance;
+            if (body.CardNumber is { } number)
+            {
+                var card = await BalanceQueries.CardSnapshotAsync(db, connection, number, now, ct);
+                RejectUnusable(card?.Status);
+                (memberId, balance) = (card!.MemberId, card.Balance);
+            }
+            else
+            {
+                memberId = body.MemberId!.Value;
+                balance = await BalanceQueries.SnapshotAsync(db, connection, memberId, now, ct)
+                          ?? throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            }
             var b = BasketPipeline.Run(BuildBasket(program, body, balance.Available));
             var c = program.Currency;
             return TypedResults.Ok(new QuoteResponse(memberId, c, b.PointsEarned, b.MaxRedeemablePoints,
@@ -295,18 +316,34 @@ public static class PurchaseEndpoints
     {
         var store = await stores.AuthorizeAsync(db, connection, tx, caller, body.StoreId, ct);
         var program = await programs.GetAsync(db, connection, tx, ct);
-        var (memberId, cardId) = await ResolveMemberAsync(db, connection, tx, body, ct);
 
-        // One round trip: take the member's lock, then read the lots and look for an earlier
-        // attempt. Dedupe after the lock: a concurrent twin has then either committed or not started.
+        // One round trip: find the card, take the member's lock, read the lots and look for an
+        // earlier attempt. Dedupe after the lock: a concurrent twin has then either committed or not started.
         var reads = new SqlBatch(db);
-        PointsAccount.AddOpenTo(reads, memberId, now);
+        if (body.CardNumber is { } number)
+        {
+            reads.Add(CardSql, new { CardNumber = number });
+            PointsAccount.AddOpenByCardTo(reads, number, now);
+        }
+        else
+        {
+            PointsAccount.AddOpenTo(reads, body.MemberId!.Value, now);
+        }
         Idempotency.AddFindTo(reads, caller.ClientKey, key);
         reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
         PointsAccount account;
         ExistingPurchase? existing;
+        long memberId;
+        long? cardId = null;
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
+            memberId = body.MemberId ?? 0;
+            if (body.CardNumber is not null)
+            {
+                var card = await grid.ReadSingleOrDefaultAsync<CardRow>();
+                RejectUnusable(card?.Status);
+                (memberId, cardId) = (card!.MemberId, card.Id);
+            }
             var (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
             if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
             account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt.Value, lots, ct);
