@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 MEMBERS=${BENCH_MEMBERS:-100000}
 CLIENTS=${BENCH_CLIENTS:-16}
 SECONDS_RUN=${BENCH_SECONDS:-30}
-WARMUP=${BENCH_WARMUP:-8}
+WARMUP=${BENCH_WARMUP:-20}
 RATE=${BENCH_RATE:-300}
 PORT=${BENCH_PORT:-5099}
 
@@ -23,6 +23,11 @@ mkdir -p bench/results
 report="bench/results/$(date -u +%Y%m%dT%H%M%SZ).txt"
 service_pid=""
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+if [ ! -x "$pg_bin/initdb" ] && [ "$(id -u)" = "0" ]; then
+  echo "bench: installing PostgreSQL"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+fi
 [ -x "$pg_bin/initdb" ] || { echo "bench: PostgreSQL binaries not found (apt-get install postgresql)" >&2; exit 1; }
 
 as_pg() { if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -58,8 +63,14 @@ start_service() { # provider connection-string
   Auth__AdminApiKey=bench-admin-key Limits__PermitsPerSecond=0 Logging__LogLevel__Default=Warning \
     dotnet "$work/app/LoyaltyApi.dll" >"$work/service-$1.log" 2>&1 &
   service_pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.2; done
+  for _ in $(seq 1 150); do healthy && return 0; sleep 0.2; done
   echo "bench: service did not start" >&2; cat "$work/service-$1.log" >&2; exit 1
+}
+healthy() { # plain bash, so the benchmark needs no curl
+  exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+  printf 'GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+  local status; read -r _ status _ <&3; exec 3<&-
+  [ "$status" = "200" ]
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
 peak_mb() { awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$service_pid/status"; }
