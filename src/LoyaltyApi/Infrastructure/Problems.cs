@@ -117,6 +117,14 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
+        static ProblemDetails Problem(int status, string title, string code, string detail, string? field = null)
+        {
+            var p = new ProblemDetails { Status = status, Title = title, Type = Problems.TypeBase + code, Detail = detail };
+            p.Extensions["code"] = code;
+            if (field is not null) p.Extensions["field"] = field;
+            return p;
+        }
+
         ProblemDetails problem;
         switch (exception)
         {
@@ -125,17 +133,12 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
                 var json = FindInner<JsonException>(bad);
                 var field = json?.Path is { Length: > 0 } path ? path.TrimStart('$', '.') : null;
                 var status = bad.StatusCode is >= 400 and < 500 ? bad.StatusCode : 400;
-                problem = new ProblemDetails
-                {
-                    Status = status,
-                    Title = "Invalid request",
-                    Type = Problems.TypeBase + (json is not null ? "malformed_json" : "bad_request"),
-                    Detail = json is not null
-                        ? $"The body is not valid JSON for this endpoint{(field is { Length: > 0 } ? $" at '{field}'" : "")}."
-                        : status == 413 ? "The request body is too large." : "The request could not be read.",
-                };
-                problem.Extensions["code"] = json is not null ? "malformed_json" : status == 413 ? "too_large" : "bad_request";
-                if (field is { Length: > 0 }) problem.Extensions["field"] = field;
+                problem = json is not null
+                    ? Problem(status, "Invalid request", "malformed_json",
+                        $"The body is not valid JSON for this endpoint{(field is { Length: > 0 } ? $" at '{field}'" : "")}.", field is { Length: > 0 } ? field : null)
+                    : status == 413
+                        ? Problem(status, "Invalid request", "too_large", "The request body is too large.")
+                        : Problem(status, "Invalid request", "bad_request", "The request could not be read.");
                 break;
             }
             case OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested:
@@ -145,25 +148,13 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
                 // caller can retry the same request (with its Idempotency-Key) after a moment.
                 LogTransient(logger, exception.GetType().Name, httpContext.Request.Path);
                 httpContext.Response.Headers.RetryAfter = "1";
-                problem = new ProblemDetails
-                {
-                    Status = 503,
-                    Title = "Database unavailable",
-                    Type = Problems.TypeBase + "database_unavailable",
-                    Detail = "The database could not be reached; nothing was recorded. Retry with the same Idempotency-Key.",
-                };
-                problem.Extensions["code"] = "database_unavailable";
+                problem = Problem(503, "Database unavailable", "database_unavailable",
+                    "The database could not be reached; nothing was recorded. Retry with the same Idempotency-Key.");
                 break;
             default:
                 LogUnhandled(logger, exception.GetType().Name, httpContext.Request.Path);
-                problem = new ProblemDetails
-                {
-                    Status = 500,
-                    Title = "Unexpected error",
-                    Type = Problems.TypeBase + "internal",
-                    Detail = "The request failed unexpectedly; nothing was recorded. Retry with the same Idempotency-Key.",
-                };
-                problem.Extensions["code"] = "internal";
+                problem = Problem(500, "Unexpected error", "internal",
+                    "The request failed unexpectedly; nothing was recorded. Retry with the same Idempotency-Key.");
                 break;
         }
         httpContext.Response.StatusCode = problem.Status ?? 500;
