@@ -40,6 +40,11 @@ start_private_postgres() {
   as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
     -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c full_page_writes=off" start >/dev/null
   export LOYALTY_TEST_POSTGRES="Host=127.0.0.1;Port=$port;Username=postgres;Database=postgres;Pooling=true"
+  # Crash-style restart for the fault-injection test; pg_ctl restart reuses the options above (-l keeps the server off the caller's pipes).
+  local restart
+  restart="$(printf '%q ' "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -m immediate -w -t 60 restart)"
+  if [ "$(id -u)" = "0" ]; then restart="runuser -u postgres -- $restart"; fi
+  export LOYALTY_TEST_PG_RESTART="$restart"
   echo "test.sh: started a private PostgreSQL ($("$pg_bin/postgres" --version)) on port $port"
 }
 
