@@ -117,6 +117,27 @@ public sealed class Db
         DapperSetup.Configure();
     }
 
+    // SQLite takes one writer at a time; queueing writers here (fairly, without blocking threads)
+    // beats letting them collide on SQLITE_BUSY and retry.
+    private readonly SemaphoreSlim _sqliteWriter = new(1, 1);
+
+    /// <summary>Held for the length of a write transaction on SQLite; a no-op on server databases.</summary>
+    public async ValueTask<IAsyncDisposable?> EnterWriterAsync(CancellationToken ct)
+    {
+        if (Provider != DatabaseProvider.Sqlite) return null;
+        await _sqliteWriter.WaitAsync(ct);
+        return new Release(_sqliteWriter);
+    }
+
+    private sealed class Release(SemaphoreSlim semaphore) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            semaphore.Release();
+            return ValueTask.CompletedTask;
+        }
+    }
+
     public SqlDialect Dialect { get; }
     public DatabaseProvider Provider => Dialect.Provider;
     public string ConnectionString => _connectionString;

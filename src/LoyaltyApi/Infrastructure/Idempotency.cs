@@ -132,6 +132,7 @@ public static class Transactions
     {
         for (var attempt = 1; ; attempt++)
         {
+            await using var writer = await db.EnterWriterAsync(ct);
             await using var connection = await db.OpenAsync(ct);
             await using var tx = await Db.BeginAsync(connection, ct);
             try
