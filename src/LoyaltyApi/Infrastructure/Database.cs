@@ -144,10 +144,19 @@ public sealed class Db
 
     public string Sql(string portableSql) => Dialect.Render(portableSql);
 
+    private int _sqliteWal;
+
     public async Task<DbConnection> OpenAsync(CancellationToken ct)
     {
         var connection = Dialect.CreateConnection(_connectionString);
         await connection.OpenAsync(ct);
+        if (Provider == DatabaseProvider.Sqlite && Interlocked.Exchange(ref _sqliteWal, 1) == 0)
+        {
+            // Write-ahead logging (kept in the file once set): readers never wait for the writer.
+            await using var pragma = connection.CreateCommand();
+            pragma.CommandText = "PRAGMA journal_mode=WAL;";
+            await pragma.ExecuteNonQueryAsync(ct);
+        }
         return connection;
     }
 
