@@ -223,6 +223,15 @@ public abstract class ApiFixture : IAsyncLifetime
         }
         Assert.Equal(0, await ScalarAsync<long>("SELECT COUNT(*) FROM point_lots WHERE remaining_points < 0 OR remaining_points > granted_points"));
         Assert.Equal(0, await ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE points_reversed > points_earned OR points_returned > points_redeemed OR refunded_minor > total_minor"));
+        // Every grant in the ledger points at the lot it created.
+        Assert.Equal(0, await ScalarAsync<long>("""
+            SELECT COUNT(*) FROM ledger_entries e LEFT JOIN point_lots l ON l.id = e.lot_id
+            WHERE e.points > 0 AND (l.id IS NULL OR l.member_id <> e.member_id OR l.granted_points <> e.points)
+            """));
+        Assert.Equal(0, await ScalarAsync<long>("""
+            SELECT COUNT(*) FROM purchases p WHERE p.points_earned > 0 AND (p.earn_lot_id IS NULL
+               OR p.earn_lot_id <> (SELECT l.id FROM point_lots l WHERE l.purchase_id = p.id AND l.source = 'purchase'))
+            """));
         Assert.Equal(0, await ScalarAsync<long>("""
             SELECT COUNT(*) FROM purchases p
             WHERE p.points_redeemed <> (SELECT COALESCE(SUM(r.points), 0) FROM redemption_allocations r WHERE r.purchase_id = p.id)

@@ -95,7 +95,6 @@ public sealed class PointsAccount
         INSERT INTO point_lots (member_id, source, purchase_id, granted_points, remaining_points, expired_points,
             reversed_points, available_at, expires_at, status, created_at)
         VALUES (@MemberId, @Source, @PurchaseId, @GrantedPoints, @RemainingPoints, 0, 0, @AvailableAt, @ExpiresAt, @Status, @Now)
-        RETURNING id
         """;
 
     private const string UpdateLotSql = """
@@ -107,6 +106,15 @@ public sealed class PointsAccount
     private const string InsertEntrySql = """
         INSERT INTO ledger_entries (member_id, entry_type, points, lot_id, purchase_id, refund_id, reason, actor, created_at)
         VALUES (@MemberId, @EntryType, @Points, @LotId, @PurchaseId, @RefundId, @Reason, @Actor, @Now)
+        """;
+
+    // Runs right after the lot's insert in the same batch: under the member's lock the member's
+    // newest lot is the one just inserted, so its id needs no round trip of its own.
+    private const string InsertEntryForNewLotSql = """
+        INSERT INTO ledger_entries (member_id, entry_type, points, lot_id, purchase_id, refund_id, reason, actor, created_at)
+        SELECT @MemberId, @EntryType, @Points, MAX(id), @PurchaseId, @RefundId, @Reason, @Actor, @Now
+        FROM point_lots
+        WHERE member_id = @MemberId
         """;
 
     private const string UpdateDebtSql = """
@@ -276,43 +284,39 @@ public sealed class PointsAccount
     }
 
     /// <summary>
-    /// Inserts the new lots (one round trip, for their ids) and adds every other change — lot
-    /// updates, ledger entries, the debt — to <paramref name="batch"/>, which the caller completes
-    /// with its own statements and executes.
+    /// Adds every change — new lots with their ledger entries, lot updates, other ledger entries,
+    /// the debt — to <paramref name="batch"/>, which the caller completes with its own statements
+    /// and executes in one round trip. New lots keep Id 0 in memory; statements that need their
+    /// id find it by member (and purchase) in the same batch.
     /// </summary>
-    public async Task FlushAsync(SqlBatch batch)
+    public void Flush(SqlBatch batch)
     {
-        if (_newLots.Count > 0)
+        foreach (var lot in _newLots)
         {
-            var inserts = new SqlBatch(_db);
-            foreach (var lot in _newLots)
+            batch.Add(InsertLotSql, new
             {
-                inserts.Add(InsertLotSql, new
-                {
-                    lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt, lot.ExpiresAt,
-                    lot.Status, Now,
-                });
-            }
-            using var grid = await inserts.QueryMultipleAsync(_connection, _tx, _ct);
-            foreach (var lot in _newLots)
+                lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt, lot.ExpiresAt,
+                lot.Status, Now,
+            });
+            _changedLots.Remove(lot);
+            foreach (var e in _entries.Where(e => ReferenceEquals(e.Lot, lot)))
             {
-                lot.Id = await grid.ReadSingleAsync<long>();
-                _changedLots.Remove(lot);
+                batch.Add(InsertEntryForNewLotSql, new { MemberId, e.EntryType, e.Points, e.PurchaseId, e.RefundId, e.Reason, Actor = _actor, Now });
             }
-            _newLots.Clear();
         }
         foreach (var lot in _changedLots)
         {
             batch.Add(UpdateLotSql, new { lot.Id, lot.MemberId, lot.RemainingPoints, lot.ReversedPoints, lot.ExpiredPoints, lot.Status });
         }
-        _changedLots.Clear();
-        foreach (var e in _entries)
+        foreach (var e in _entries.Where(e => e.Lot is null || !_newLots.Contains(e.Lot)))
         {
             batch.Add(InsertEntrySql, new
             {
                 MemberId, e.EntryType, e.Points, LotId = e.Lot?.Id, e.PurchaseId, e.RefundId, e.Reason, Actor = _actor, Now,
             });
         }
+        _newLots.Clear();
+        _changedLots.Clear();
         _entries.Clear();
         if (Debt != _debtAtOpen)
         {
@@ -321,12 +325,12 @@ public sealed class PointsAccount
         }
     }
 
-    /// <summary>Writes every pending change in at most two round trips.</summary>
-    public async Task SaveAsync()
+    /// <summary>Writes every pending change in one round trip.</summary>
+    public Task SaveAsync()
     {
         var batch = new SqlBatch(_db);
-        await FlushAsync(batch);
-        await batch.ExecuteAsync(_connection, _tx, _ct);
+        Flush(batch);
+        return batch.ExecuteAsync(_connection, _tx, _ct);
     }
 
     public BalanceSnapshot Snapshot() => new(Available, Pending);

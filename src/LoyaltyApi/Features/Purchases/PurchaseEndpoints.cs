@@ -178,7 +178,8 @@ public static class PurchaseEndpoints
 
     private const string CompletePurchaseSql = """
         UPDATE purchases
-        SET earn_lot_id = @EarnLotId, response_json = @ResponseJson
+        SET earn_lot_id = (SELECT id FROM point_lots WHERE member_id = @MemberId AND purchase_id = @Id AND source = 'purchase'),
+            response_json = @ResponseJson
         WHERE id = @Id
         """;
 
@@ -394,14 +395,14 @@ public static class PurchaseEndpoints
             earned = account.Grant(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
                 program.ExpiryFor(availableAt), purchaseId, null, null);
         }
-        await account.FlushAsync(writes);
+        account.Flush(writes);
 
         var c = program.Currency;
         var response = new PurchaseResponse(purchaseId, memberId, body.StoreId, body.ReceiptNumber, c, body.Total,
             basket.PointsEarned, basket.PointsRedeemed, Money.ToMajor(basket.RedeemedValueMinor, c), Money.ToMajor(basket.AmountDueMinor, c),
             earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
         var json = Json.Serialize(response);
-        writes.Add(CompletePurchaseSql, new { Id = purchaseId, EarnLotId = earned?.Id, ResponseJson = json });
+        writes.Add(CompletePurchaseSql, new { Id = purchaseId, MemberId = memberId, ResponseJson = json });
         Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, json, now);
         await writes.ExecuteAsync(connection, tx, ct);
         return (response, false);

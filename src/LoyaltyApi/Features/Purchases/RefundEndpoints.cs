@@ -304,7 +304,7 @@ public static class RefundEndpoints
                 if (returned == returnTarget) break;
             }
         }
-        await account.FlushAsync(writes);
+        account.Flush(writes);
         writes.Add(UpdatePurchaseSql, new
         {
             Id = purchaseId, RefundedMinor = refundedAfter,
