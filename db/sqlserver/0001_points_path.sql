@@ -1,3 +1,5 @@
+-- SQL Server: business keys (receipt, refund and card numbers, idempotency keys) use a binary
+-- collation so they compare exactly as on PostgreSQL and SQLite, and nvarchar so no character is lost.
 -- The POS points path: program, merchants, stores, API clients, members, cards, purchases,
 -- refunds, point lots, the append-only ledger and idempotency records.
 -- Hot tables are keyed by member first so that a member's rows can live on one shard later.
@@ -76,7 +78,7 @@ CREATE TABLE point_accounts (
 
 CREATE TABLE cards (
     id                   bigint IDENTITY(1,1) PRIMARY KEY,
-    card_number          varchar(32)  NOT NULL,
+    card_number          varchar(32) COLLATE Latin1_General_100_BIN2  NOT NULL,
     member_id            bigint       NOT NULL REFERENCES members (id),
     status               varchar(16)  NOT NULL,
     issued_at            datetime2  NOT NULL,
@@ -92,7 +94,7 @@ CREATE TABLE purchases (
     member_id             bigint      NOT NULL REFERENCES members (id),
     merchant_id           bigint      NOT NULL REFERENCES merchants (id),
     store_id              bigint      NOT NULL REFERENCES stores (id),
-    receipt_number        varchar(64) NOT NULL,
+    receipt_number        nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
     card_id               bigint      NULL,
     occurred_at           datetime2 NOT NULL,
     recorded_at           datetime2 NOT NULL,
@@ -173,7 +175,7 @@ CREATE TABLE refunds (
     purchase_id     bigint      NOT NULL REFERENCES purchases (id),
     member_id       bigint      NOT NULL REFERENCES members (id),
     store_id        bigint      NOT NULL REFERENCES stores (id),
-    refund_number   varchar(64) NOT NULL,
+    refund_number   nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL,
     occurred_at     datetime2 NOT NULL,
     recorded_at     datetime2 NOT NULL,
     amount_minor    bigint      NOT NULL,
@@ -194,8 +196,8 @@ CREATE TABLE refund_lines (
 );
 
 CREATE TABLE idempotency_keys (
-    client_key     varchar(64)  NOT NULL,
-    idem_key       nvarchar(200) NOT NULL,
+    client_key     nvarchar(64) COLLATE Latin1_General_100_BIN2  NOT NULL,
+    idem_key       nvarchar(200) COLLATE Latin1_General_100_BIN2 NOT NULL,
     operation      varchar(64)  NOT NULL,
     request_hash   varchar(64)  NOT NULL,
     status_code    integer      NOT NULL,

@@ -126,6 +126,23 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
     }
 
     [Fact]
+    public async Task ARetryReplaysEvenAfterTheCardWasBlocked()
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        var key = Guid.NewGuid().ToString();
+        var body = Fx.PurchaseBody(card, 15.00m);
+        var first = await ReadAsync(await SendWithKeyAsync(key, body), HttpStatusCode.Created);
+        await ReadAsync(await Fx.BrandPos.PostAsJsonAsync($"/v1/cards/{card}/block", new { reason = "lost" }), HttpStatusCode.OK);
+
+        var retry = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+        var keyed = await SendWithKeyAsync(key, body);
+
+        Assert.Equal(first.GetRawText(), (await ReadAsync(retry, HttpStatusCode.Created)).GetRawText());
+        Assert.Equal(first.GetRawText(), (await ReadAsync(keyed, HttpStatusCode.Created)).GetRawText());
+        Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
+    }
+
+    [Fact]
     public async Task FiftyConcurrentRedemptionsAgainstABalanceForTenLetExactlyTenThrough()
     {
         var (member, card) = await Fx.EnrollAsync();

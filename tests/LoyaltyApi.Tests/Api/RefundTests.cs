@@ -134,6 +134,43 @@ public abstract class RefundTests(ApiFixture fx) : ApiTests(fx)
     }
 
     [Fact]
+    public async Task TwoTillsRefundingTheSamePurchaseAtOnceRefundItOnlyOnce()
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        var id = (await PurchaseAsync(card, 100.00m)).GetProperty("purchaseId").GetInt64();
+
+        var both = await Task.WhenAll(RefundAsync(id, new { }), RefundAsync(id, new { }, Fx.BrandStorePos));
+
+        Assert.Single(both, r => r.StatusCode == HttpStatusCode.Created);
+        await AssertProblemAsync(both.Single(r => r.StatusCode != HttpStatusCode.Created), HttpStatusCode.UnprocessableEntity, "already_refunded");
+        Assert.Equal(10000, await Fx.ScalarAsync<long>("SELECT refunded_minor FROM purchases WHERE id = @id", new { id }));
+        Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM refunds WHERE purchase_id = @id", new { id }));
+        Assert.Equal(0, (await Fx.BalanceAsync(member)).GetProperty("pending").GetInt64());
+    }
+
+    [Fact]
+    public async Task PointsThatAreAlreadyExpiredWhenGrantedDoNotPayOffDebt()
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        var first = (await PurchaseAsync(card, 100.00m)).GetProperty("purchaseId").GetInt64();
+        Fx.Clock.Advance(TimeSpan.FromDays(15));
+        await PurchaseAsync(card, 200.00m, redeem: 100);
+        await ReadAsync(await RefundAsync(first, new { }), HttpStatusCode.Created); // debt of 100
+        var replayedFromLongAgo = new
+        {
+            storeId = Fx.BrandStoreId, receiptNumber = Fx.Unique("R"), cardNumber = card, occurredAt = Fx.Clock.Now.AddDays(-400),
+            currency = "USD", total = 50.00m, lines = new[] { new { sku = "OLD", quantity = 1, amount = 50.00m } }, pointsToRedeem = 0,
+        };
+
+        var late = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", replayedFromLongAgo), HttpStatusCode.Created);
+
+        Assert.Equal(50, late.GetProperty("pointsEarned").GetInt64());
+        Assert.True(late.GetProperty("pointsExpireAt").GetDateTime() < Fx.Clock.Now.UtcDateTime);
+        Assert.Equal(100, await Fx.ScalarAsync<long>("SELECT debt_points FROM point_accounts WHERE member_id = @member", new { member }));
+        Assert.Equal(-100, (await Fx.BalanceAsync(member)).GetProperty("available").GetInt64());
+    }
+
+    [Fact]
     public async Task ARetriedRefundIsCountedOnceAndADifferentBodyIsAConflict()
     {
         var (_, card) = await Fx.EnrollAsync();

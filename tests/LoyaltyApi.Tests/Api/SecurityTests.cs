@@ -136,10 +136,12 @@ public abstract class SecurityTests(ApiFixture fx) : ApiTests(fx)
         var noMerchant = await Fx.Admin.PostAsJsonAsync("/v1/api-clients", new { name = "x", role = "pos" });
         var foreignStore = await Fx.Admin.PostAsJsonAsync("/v1/api-clients", new { name = "x", role = "pos", merchantId = Fx.BrandId, storeId = Fx.PartnerStoreId });
         var badRole = await Fx.Admin.PostAsJsonAsync("/v1/api-clients", new { name = "x", role = "root" });
+        var longName = await Fx.Admin.PostAsJsonAsync("/v1/api-clients", new { name = new string('n', 101), role = "pos", merchantId = Fx.BrandId });
 
         await AssertProblemAsync(noMerchant, HttpStatusCode.BadRequest, "validation", "merchantId");
         await AssertProblemAsync(foreignStore, HttpStatusCode.UnprocessableEntity, "unknown_store", "storeId");
         await AssertProblemAsync(badRole, HttpStatusCode.BadRequest, "validation", "role");
+        await AssertProblemAsync(longName, HttpStatusCode.BadRequest, "validation", "name");
     }
 
     [Fact]

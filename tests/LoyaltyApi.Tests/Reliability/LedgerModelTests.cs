@@ -86,7 +86,7 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
 
         public MLot Grant(MMember m, long points, DateTime availableAt, DateTime expiresAt)
         {
-            var pay = Math.Min(m.Debt, points);
+            var pay = expiresAt > Now ? Math.Min(m.Debt, points) : 0;
             m.Debt -= pay;
             var lot = new MLot { Seq = m.Lots.Count, Granted = points, Remaining = points - pay, AvailableAt = availableAt, ExpiresAt = expiresAt };
             m.Lots.Add(lot);
@@ -120,6 +120,11 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
             long reversed = 0;
             if (reverseTarget > 0 && p.EarnLot is { } lot)
             {
+                if (lot.ExpiresAt <= Now && lot.Remaining > 0)
+                {
+                    lot.Expired += lot.Remaining;
+                    lot.Remaining = 0;
+                }
                 reversed = Math.Min(reverseTarget, Math.Max(0, lot.Granted - lot.Expired - lot.Reversed));
                 if (reversed > 0)
                 {

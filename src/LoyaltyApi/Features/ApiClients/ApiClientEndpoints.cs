@@ -30,7 +30,8 @@ public sealed class CreateApiClientValidator : AbstractValidator<CreateApiClient
 {
     public CreateApiClientValidator()
     {
-        RuleFor(x => x.Name).NotEmpty().MaximumLength(200);
+        // The name is written as the actor of every ledger entry the key makes (ledger_entries.actor is 100 long).
+        RuleFor(x => x.Name).NotEmpty().MaximumLength(100);
         RuleFor(x => x.Role).Must(r => Roles.All.Contains(r)).WithMessage("Role must be one of admin, pos, finance, analyst.");
         RuleFor(x => x.MerchantId).NotNull().When(x => x.Role == Roles.Pos).WithMessage("A pos key needs a merchantId.");
         RuleFor(x => x.StoreId).Null().When(x => x.Role != Roles.Pos).WithMessage("Only pos keys can be scoped to a store.");

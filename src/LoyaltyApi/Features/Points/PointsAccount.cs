@@ -196,7 +196,9 @@ public sealed class PointsAccount
     public PointLot Grant(string source, string entryType, long points, DateTime availableAt, DateTime expiresAt,
         long? purchaseId, long? refundId, string? reason)
     {
-        var payDebt = Math.Min(Debt, points);
+        // Points that are already past their expiry (a refund giving back long-expired points, a receipt
+        // replayed after a lifetime) are worthless: they must not pay off debt.
+        var payDebt = expiresAt > Now ? Math.Min(Debt, points) : 0;
         Debt -= payDebt;
         var lot = new PointLot
         {
@@ -256,6 +258,8 @@ public sealed class PointsAccount
         var lot = Lots.FirstOrDefault(l => l.Id == lotId)
                   ?? await _connection.QuerySingleAsync<PointLot>(new CommandDefinition(_db.Sql(LotByIdSql),
                       new { Id = lotId, MemberId }, _tx, cancellationToken: _ct));
+        // Expire what is already past its date first, so the reversal does not depend on whether the job has run.
+        if (lot.ExpiresAt <= Now && lot.RemainingPoints > 0) Expire(lot);
         var reversible = lot.GrantedPoints - lot.ExpiredPoints - lot.ReversedPoints;
         var reverse = Math.Min(target, Math.Max(0, reversible));
         if (reverse == 0) return 0;

@@ -22,16 +22,19 @@ public sealed record LifecycleRun(int LotsActivated, int LotsExpired, long Point
 /// </summary>
 public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<PointsLifecycleOptions> options, ILogger<PointsLifecycle> logger)
 {
+    // Per member, under the member's lock like every other write to lots, so the job never
+    // deadlocks with a purchase that is updating the same member's lots.
     private const string ActivateSql = """
         UPDATE point_lots
         SET status = 'available'
-        WHERE status = 'pending' AND available_at <= @Now AND expires_at > @Now
+        WHERE member_id = @MemberId AND status = 'pending' AND available_at <= @Now
         """;
 
+    // Both halves are served by indexes: ix_point_lots_pending (partial) and ix_point_lots_expiry.
     private const string DueMembersSql = """
-        SELECT DISTINCT member_id
-        FROM point_lots
-        WHERE expires_at <= @Now AND remaining_points > 0
+        SELECT member_id FROM point_lots WHERE status = 'pending' AND available_at <= @Now
+        UNION
+        SELECT member_id FROM point_lots WHERE expires_at <= @Now AND remaining_points > 0
         ORDER BY member_id
         LIMIT @Take
         """;
@@ -47,11 +50,7 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
     public async Task<LifecycleRun> RunOnceAsync(CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
-        int activated;
-        await using (var connection = await db.OpenAsync(ct))
-        {
-            activated = await connection.ExecuteAsync(new CommandDefinition(db.Sql(ActivateSql), new { Now = now }, cancellationToken: ct));
-        }
+        var activated = 0;
         var lots = 0;
         long points = 0;
         while (!ct.IsCancellationRequested)
@@ -65,10 +64,12 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
             if (members.Count == 0) break;
             foreach (var memberId in members)
             {
-                var (l, p) = await Transactions.RunAsync(db, async (connection, tx) =>
+                var (a, l, p) = await Transactions.RunAsync(db, async (connection, tx) =>
                 {
                     var account = await PointsAccount.OpenAsync(db, connection, tx, memberId, now, "points-lifecycle", ct);
-                    if (account is null) return (0, 0L);
+                    if (account is null) return (0, 0, 0L);
+                    var activatedLots = await connection.ExecuteAsync(new CommandDefinition(db.Sql(ActivateSql),
+                        new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
                     var due = await connection.QueryAsync<PointLot>(new CommandDefinition(db.Sql(DueLotsSql),
                         new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
                     var (count, sum) = (0, 0L);
@@ -79,8 +80,9 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
                         account.Expire(lot);
                     }
                     await account.SaveAsync();
-                    return (count, sum);
+                    return (activatedLots, count, sum);
                 }, ct);
+                activated += a;
                 lots += l;
                 points += p;
             }

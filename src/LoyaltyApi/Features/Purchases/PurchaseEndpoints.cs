@@ -338,21 +338,29 @@ public static class PurchaseEndpoints
         long? cardId = null;
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            memberId = body.MemberId ?? 0;
-            if (body.CardNumber is not null)
-            {
-                var card = await grid.ReadSingleOrDefaultAsync<CardRow>();
-                RejectUnusable(card?.Status);
-                (memberId, cardId) = (card!.MemberId, card.Id);
-            }
+            var card = body.CardNumber is null ? null : await grid.ReadSingleOrDefaultAsync<CardRow>();
             var (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
-            if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
-            account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt.Value, lots, ct);
+            // A retry replays the first response even if the card was blocked since.
             if (await Idempotency.ReadFoundAsync(grid, key, "purchase", hash) is { } stored)
             {
                 return (Json.Deserialize<PurchaseResponse>(stored.ResponseJson), true);
             }
             existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
+            if (existing is null || existing.RequestHash != hash)
+            {
+                memberId = body.MemberId ?? 0;
+                if (body.CardNumber is not null)
+                {
+                    RejectUnusable(card?.Status);
+                    (memberId, cardId) = (card!.MemberId, card.Id);
+                }
+                if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            }
+            else
+            {
+                memberId = 0;
+            }
+            account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, lots, ct);
         }
         if (existing is not null)
         {

@@ -201,6 +201,9 @@ public static class RefundEndpoints
         }
         var account = await PointsAccount.OpenAsync(db, connection, tx, purchase.MemberId, now, caller.ClientName, ct)
                       ?? throw DomainRejection.NotFound("Member");
+        // Read the refund counters again under the member's lock: a concurrent refund of the same
+        // purchase has now either committed (and is seen) or not started.
+        purchase = await connection.QuerySingleAsync<PurchaseRow>(new CommandDefinition(db.Sql(PurchaseSql), new { Id = purchaseId }, tx, cancellationToken: ct));
         if (await Idempotency.FindAsync(db, connection, tx, caller.ClientKey, key, operation, hash, ct) is { } stored)
         {
             return (Json.Deserialize<RefundResponse>(stored.ResponseJson), true);
