@@ -146,6 +146,12 @@ public static class BalanceEndpoints
         GROUP BY entry_type
         """;
 
+    private const string AccountExistsSql = """
+        SELECT COUNT(*)
+        FROM point_accounts
+        WHERE member_id = @MemberId
+        """;
+
     private const string PageSql = """
         SELECT id, entry_type, points, purchase_id, refund_id, reason, actor, created_at
         FROM ledger_entries
@@ -228,7 +234,10 @@ public static class BalanceEndpoints
         var before = long.MaxValue;
         if (cursor is not null && !TryDecodeCursor(cursor, out before)) return Problems.BadRequest("invalid_cursor", "The cursor is not one this API returned.", "cursor");
         await using var connection = await db.OpenAsync(ct);
-        if (await BalanceQueries.SnapshotAsync(db, connection, memberId, DateTime.UtcNow, ct) is null) return Problems.NotFound("Member", "id");
+        if (await connection.ExecuteScalarAsync<long>(new CommandDefinition(db.Sql(AccountExistsSql), new { MemberId = memberId }, cancellationToken: ct)) == 0)
+        {
+            return Problems.NotFound("Member", "id");
+        }
         var rows = (await connection.QueryAsync<LedgerEntryDto>(new CommandDefinition(db.Sql(PageSql),
             new { MemberId = memberId, Before = before, Take = take + 1 }, cancellationToken: ct))).ToList();
         string? next = null;
