@@ -16,6 +16,9 @@ SECONDS_RUN=${BENCH_SECONDS:-30}
 WARMUP=${BENCH_WARMUP:-20}
 RATE=${BENCH_RATE:-300}
 PORT=${BENCH_PORT:-5099}
+PROVIDERS=${BENCH_PROVIDERS:-"postgres sqlite"}  # which providers to drive
+PGBENCH=${BENCH_PGBENCH:-1}                       # 0 skips the pgbench ceiling (profiling runs only)
+PG_STATS=${BENCH_PG_STATS:-0}                     # 1 loads pg_stat_statements and prints the costliest statements
 
 work="$(mktemp -d /tmp/loyalty-bench.XXXXXX)"
 chmod 755 "$work"
@@ -49,7 +52,7 @@ while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do pg_port=$((pg_port
 [ "$(id -u)" = "0" ] && chown postgres "$work"
 as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 >/dev/null
 as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -t 60 \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=1GB -c fsync=on -c synchronous_commit=on" start >/dev/null
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=1GB -c fsync=on -c synchronous_commit=on $([ "$PG_STATS" = 1 ] && echo "-c shared_preload_libraries=pg_stat_statements")" start >/dev/null
 psql_() { psql -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 psql_ -c "CREATE DATABASE loyalty_bench" -c "CREATE DATABASE pgbench"
 # A pool of a few connections per database core: more only adds lock and WAL contention on a
@@ -76,6 +79,10 @@ healthy() { # plain bash, so the benchmark needs no curl
   [ "$status" = "200" ]
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
+# CPU of every PostgreSQL process (server and backends): where the database's share of the cores goes.
+# Busy and idle ticks of the whole machine, to tell a CPU-bound run from a latency-bound one.
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+pg_ticks() { local t=0 p; for p in $(head -n 1 "$work/pg/postmaster.pid") $(pgrep -P "$(head -n 1 "$work/pg/postmaster.pid")" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 peak_mb() { awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$service_pid/status"; }
 stop_service() { kill "$service_pid"; wait "$service_pid" 2>/dev/null || true; service_pid=""; }
 
@@ -84,39 +91,55 @@ run_provider() { # provider connection-string label
   Database__Provider="$provider" Database__ConnectionString="$cs" dotnet "$work/app/LoyaltyApi.dll" migrate >/dev/null
   driver seed "$provider" "$cs" "$MEMBERS" "$work/keys.txt" | tee -a "$report"
   start_service "$provider" "$cs"
-  local t0 c0 t1 c1 hz
+  local t0 c0 t1 c1 hz p0 p1
   hz=$(getconf CLK_TCK)
-  t0=$(date +%s.%N); c0=$(cpu_ticks)
+  [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ] && psql_ -d loyalty_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+  local m0 m1
+  t0=$(date +%s.%N); c0=$(cpu_ticks); p0=$(pg_ticks); m0=$(machine_ticks)
   driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
-  t1=$(date +%s.%N); c1=$(cpu_ticks)
+  t1=$(date +%s.%N); c1=$(cpu_ticks); p1=$(pg_ticks); m1=$(machine_ticks)
   say ""
   say "-- $label, closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"
   tee -a "$report" <"$work/load-$label.txt"
   say "service CPU: $(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.2f", (b - a) / hz / (e - s)}') cores busy on average; peak memory (VmHWM) $(peak_mb) MB"
+  say "machine CPU: $(echo "$m0 $m1" | awk '{printf "%.0f%% busy", 100 * ($3 - $1) / (($3 - $1) + ($4 - $2))}') (all processes, ${WARMUP}s warm-up included)"
+  [ "$provider" = Postgres ] && say "PostgreSQL CPU: $(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.2f", (b - a) / hz / (e - s)}') cores busy on average"
+  if [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ]; then
+    say "costliest statements (warm-up and run): calls, total ms, mean ms, rows, query"
+    psql_ -d loyalty_bench -F ' | ' -c "SELECT calls, round(total_exec_time::numeric), round(mean_exec_time::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" | tee -a "$report"
+  fi
   driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" >"$work/rate-$label.txt"
   say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
   tee -a "$report" <"$work/rate-$label.txt"
   stop_service
 }
 
+pgbench_tps=0
+if [ "$PGBENCH" = 1 ]; then
 echo "bench: pgbench"
 pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -i -s 10 -q pgbench >/dev/null 2>&1
 pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -T "$SECONDS_RUN" pgbench >"$work/pgbench.txt" 2>&1
 pgbench_tps=$(awk -F'= ' '/^tps/{split($2, a, " "); print a[1]; exit}' "$work/pgbench.txt")
 say ""
 say "-- pgbench TPC-B, $CLIENTS clients, ${SECONDS_RUN}s: tps=$pgbench_tps"
+fi
 
-echo "bench: PostgreSQL"
-run_provider Postgres "$pg_cs" postgres
-pg_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-postgres.txt")
-
-echo "bench: SQLite"
-run_provider Sqlite "Data Source=$work/bench.db" sqlite
-sqlite_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-sqlite.txt")
+pg_pps=0 sqlite_pps=0
+touch "$work/rate-postgres.txt" "$work/rate-sqlite.txt"
+if [[ " $PROVIDERS " == *" postgres "* ]]; then
+  echo "bench: PostgreSQL"
+  run_provider Postgres "$pg_cs" postgres
+  pg_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-postgres.txt")
+fi
+if [[ " $PROVIDERS " == *" sqlite "* ]]; then
+  echo "bench: SQLite"
+  run_provider Sqlite "Data Source=$work/bench.db" sqlite
+  sqlite_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-sqlite.txt")
+fi
 
 say ""
 say "== summary"
-say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps: ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", a / b}') (target >= 0.60)"
+say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps: ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", b > 0 ? a / b : 0}') (target >= 0.60)"
 say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
 say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
 echo "bench: report in $report"

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Data;
 using System.Data.Common;
+using System.Text.RegularExpressions;
 using Dapper;
 using Microsoft.Data.SqlClient;
 using Microsoft.Data.Sqlite;
@@ -23,14 +24,28 @@ public sealed class DatabaseOptions
 /// <summary>
 /// Everything that differs between SQLite, PostgreSQL and SQL Server lives here. SQL in the
 /// features is written once in the portable PostgreSQL/SQLite form; the SQL Server dialect
-/// rewrites the two constructs that differ (<c>RETURNING col</c> and <c>LIMIT @n</c>).
+/// rewrites the two constructs that differ (<c>RETURNING col</c> and <c>LIMIT @n</c>). A statement
+/// may also say <c>{next table}</c> for the id the table's next row will take: a purchase takes its
+/// ids up front, so one round trip writes a row and everything that points at it.
 /// </summary>
-public abstract class SqlDialect
+public abstract partial class SqlDialect
 {
+    private readonly ConcurrentDictionary<string, string> _withIds = new(StringComparer.Ordinal);
+
     public abstract DatabaseProvider Provider { get; }
     public abstract DbConnection CreateConnection(string connectionString);
     public abstract bool IsUniqueViolation(DbException exception);
-    public virtual string Render(string sql) => sql;
+
+    /// <summary>An expression for a fresh id of <paramref name="table"/>; never handed out twice.</summary>
+    protected abstract string NextId(string table);
+
+    public virtual string Render(string sql) =>
+        sql.Contains("{next ", StringComparison.Ordinal) ? _withIds.GetOrAdd(sql, ExpandNextIds) : sql;
+
+    protected string ExpandNextIds(string sql) => NextIdPlaceholder().Replace(sql, m => NextId(m.Groups[1].Value));
+
+    [GeneratedRegex(@"\{next (\w+)\}")]
+    private static partial Regex NextIdPlaceholder();
 
     public static SqlDialect For(DatabaseProvider provider) => provider switch
     {
@@ -48,6 +63,9 @@ public sealed class SqliteDialect : SqlDialect
     // 19 = SQLITE_CONSTRAINT; 2067/1555 are its UNIQUE and PRIMARY KEY extended codes.
     public override bool IsUniqueViolation(DbException exception) =>
         exception is SqliteException { SqliteErrorCode: 19, SqliteExtendedErrorCode: 2067 or 1555 };
+    // Every write transaction holds the database's write lock from BEGIN IMMEDIATE, so the next
+    // rowid cannot be taken by anyone else before this transaction inserts it.
+    protected override string NextId(string table) => $"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table})";
 }
 
 public sealed class PostgresDialect : SqlDialect
@@ -56,10 +74,13 @@ public sealed class PostgresDialect : SqlDialect
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
     public override bool IsUniqueViolation(DbException exception) =>
         exception is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
+    // The identity column's own sequence: rows inserted without an id draw from it too.
+    protected override string NextId(string table) => $"nextval('{table}_id_seq')";
 }
 
 public sealed class SqlServerDialect : SqlDialect
 {
+    private static readonly SqlServerDialect Instance = new();
     private readonly ConcurrentDictionary<string, string> _rendered = new(StringComparer.Ordinal);
 
     public override DatabaseProvider Provider => DatabaseProvider.SqlServer;
@@ -69,10 +90,13 @@ public sealed class SqlServerDialect : SqlDialect
 
     public override string Render(string sql) => _rendered.GetOrAdd(sql, Translate);
 
+    // Sequences created by migration 0003; the columns default to them.
+    protected override string NextId(string table) => $"NEXT VALUE FOR dbo.{table}_id_seq";
+
     /// <summary>Turns the portable form into T-SQL. Public so tests can parse every statement.</summary>
     public static string Translate(string sql)
     {
-        var text = sql.TrimEnd().TrimEnd(';');
+        var text = Instance.ExpandNextIds(sql).TrimEnd().TrimEnd(';');
         const string returning = "RETURNING ";
         var at = text.LastIndexOf(returning, StringComparison.Ordinal);
         if (at >= 0 && text.IndexOf('\n', at) < 0)

@@ -16,6 +16,7 @@ namespace LoyaltyApi.Infrastructure;
 public sealed partial class SqlBatch(Db db)
 {
     private static readonly ConcurrentDictionary<(string Sql, int Index), string> Renamed = new();
+    private static readonly ConcurrentDictionary<(string Sql, int Index, int Rows), string> RenamedRows = new();
     private static readonly ConcurrentDictionary<Type, PropertyInfo[]> Properties = new();
     private readonly StringBuilder _sql = new();
     private readonly DynamicParameters _args = new();
@@ -31,14 +32,55 @@ public sealed partial class SqlBatch(Db db)
         var rendered = db.Sql(portableSql);
         var sql = Renamed.GetOrAdd((rendered, index), static k => Parameter().Replace(k.Sql, m => $"@b{k.Index}_{m.Groups[1].Value}").TrimEnd().TrimEnd(';'));
         _sql.Append(sql).Append(";\n");
+        Bind(args, $"b{index}_");
+        return this;
+    }
+
+    /// <summary>Rows per multi-row INSERT: few statement shapes to prepare, and far below SQL Server's 2 100 parameters.</summary>
+    public const int RowsPerInsert = 10;
+
+    /// <summary>
+    /// Adds one INSERT per <see cref="RowsPerInsert"/> rows, from a single-row
+    /// <c>INSERT ... VALUES (...)</c>: the VALUES tuple is repeated with each row's own parameters.
+    /// </summary>
+    public SqlBatch AddRows<T>(string singleRowInsertSql, IReadOnlyList<T> rows) where T : notnull
+    {
+        var rendered = db.Sql(singleRowInsertSql);
+        for (var start = 0; start < rows.Count; start += RowsPerInsert)
+        {
+            var count = Math.Min(RowsPerInsert, rows.Count - start);
+            var index = Count++;
+            var sql = RenamedRows.GetOrAdd((rendered, index, count), static k => MultiRow(k.Sql, k.Index, k.Rows));
+            _sql.Append(sql).Append(";\n");
+            for (var r = 0; r < count; r++) Bind(rows[start + r], $"b{index}_{r}_");
+        }
+        return this;
+    }
+
+    private static string MultiRow(string sql, int index, int rows)
+    {
+        var text = sql.TrimEnd().TrimEnd(';');
+        var values = text.LastIndexOf("VALUES", StringComparison.Ordinal);
+        if (values < 0 || !text.EndsWith(')')) throw new InvalidOperationException("Not a single-row INSERT ... VALUES (...): " + sql);
+        var head = text[..(values + "VALUES".Length)];
+        var tuple = text[(values + "VALUES".Length)..].Trim();
+        var sb = new StringBuilder(head);
+        for (var r = 0; r < rows; r++)
+        {
+            sb.Append(r == 0 ? "\n    " : ",\n    ").Append(Parameter().Replace(tuple, m => $"@b{index}_{r}_{m.Groups[1].Value}"));
+        }
+        return sb.ToString();
+    }
+
+    private void Bind(object args, string prefix)
+    {
         foreach (var p in Properties.GetOrAdd(args.GetType(), static t => t.GetProperties()))
         {
             var value = p.GetValue(args);
-            var name = $"b{index}_{p.Name}";
+            var name = prefix + p.Name;
             if (value is null) _args.Add(name, null, DbTypeOf(p.PropertyType));
             else _args.Add(name, value);
         }
-        return this;
     }
 
     public async Task ExecuteAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)

@@ -236,7 +236,45 @@ public abstract class ApiFixture : IAsyncLifetime
             SELECT COUNT(*) FROM purchases p
             WHERE p.points_redeemed <> (SELECT COALESCE(SUM(r.points), 0) FROM redemption_allocations r WHERE r.purchase_id = p.id)
             """));
+        // The hot tables carry no foreign keys on PostgreSQL and SQL Server (migration 0003): no row may point at nothing.
+        foreach (var (name, sql) in OrphanChecks)
+        {
+            Assert.True(await ScalarAsync<long>(sql) == 0, $"rows pointing at nothing: {name}");
+        }
     }
+
+    private static readonly (string Name, string Sql)[] OrphanChecks =
+    [
+        ("purchase member/merchant/store", """
+            SELECT COUNT(*) FROM purchases p
+            WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.id = p.member_id)
+               OR NOT EXISTS (SELECT 1 FROM stores s WHERE s.id = p.store_id AND s.merchant_id = p.merchant_id)
+            """),
+        ("purchase line", "SELECT COUNT(*) FROM purchase_lines x WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.id = x.purchase_id)"),
+        ("lot member/purchase", """
+            SELECT COUNT(*) FROM point_lots l
+            WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.id = l.member_id)
+               OR (l.purchase_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM purchases p WHERE p.id = l.purchase_id AND p.member_id = l.member_id))
+            """),
+        ("ledger entry member/purchase/refund", """
+            SELECT COUNT(*) FROM ledger_entries e
+            WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.id = e.member_id)
+               OR (e.purchase_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM purchases p WHERE p.id = e.purchase_id AND p.member_id = e.member_id))
+               OR (e.refund_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.id = e.refund_id AND r.member_id = e.member_id))
+               OR (e.lot_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM point_lots l WHERE l.id = e.lot_id AND l.member_id = e.member_id))
+            """),
+        ("redemption allocation", """
+            SELECT COUNT(*) FROM redemption_allocations r
+            WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.id = r.purchase_id AND p.member_id = r.member_id)
+               OR NOT EXISTS (SELECT 1 FROM point_lots l WHERE l.id = r.lot_id AND l.member_id = r.member_id)
+            """),
+        ("refund purchase/member/store", """
+            SELECT COUNT(*) FROM refunds r
+            WHERE NOT EXISTS (SELECT 1 FROM purchases p JOIN stores s ON s.id = r.store_id
+                              WHERE p.id = r.purchase_id AND p.member_id = r.member_id AND s.merchant_id = p.merchant_id)
+            """),
+        ("refund line", "SELECT COUNT(*) FROM refund_lines x WHERE NOT EXISTS (SELECT 1 FROM refunds r WHERE r.id = x.refund_id)"),
+    ];
 }
 
 public sealed class InvariantRow

@@ -97,6 +97,12 @@ public sealed class PointsAccount
         VALUES (@MemberId, @Source, @PurchaseId, @GrantedPoints, @RemainingPoints, 0, 0, @AvailableAt, @ExpiresAt, @Status, @Now)
         """;
 
+    private const string InsertLotWithIdSql = """
+        INSERT INTO point_lots (id, member_id, source, purchase_id, granted_points, remaining_points, expired_points,
+            reversed_points, available_at, expires_at, status, created_at)
+        VALUES (@Id, @MemberId, @Source, @PurchaseId, @GrantedPoints, @RemainingPoints, 0, 0, @AvailableAt, @ExpiresAt, @Status, @Now)
+        """;
+
     private const string UpdateLotSql = """
         UPDATE point_lots
         SET remaining_points = @RemainingPoints, reversed_points = @ReversedPoints, expired_points = @ExpiredPoints, status = @Status
@@ -192,9 +198,12 @@ public sealed class PointsAccount
         long debt, IEnumerable<PointLot> lots, CancellationToken ct) =>
         new(db, connection, tx, memberId, now, actor, ct) { Debt = debt, _debtAtOpen = debt, Lots = lots.ToList() };
 
-    /// <summary>Grants points as a new lot. Any debt is paid off first, then the rest lands in the lot.</summary>
+    /// <summary>
+    /// Grants points as a new lot. Any debt is paid off first, then the rest lands in the lot.
+    /// <paramref name="lotId"/> is an id taken up front ({next point_lots}), or 0 to let the insert assign one.
+    /// </summary>
     public PointLot Grant(string source, string entryType, long points, DateTime availableAt, DateTime expiresAt,
-        long? purchaseId, long? refundId, string? reason)
+        long? purchaseId, long? refundId, string? reason, long lotId = 0)
     {
         // Points that are already past their expiry (a refund giving back long-expired points, a receipt
         // replayed after a lifetime) are worthless: they must not pay off debt.
@@ -202,7 +211,7 @@ public sealed class PointsAccount
         Debt -= payDebt;
         var lot = new PointLot
         {
-            MemberId = MemberId, Source = source, PurchaseId = purchaseId, GrantedPoints = points,
+            Id = lotId, MemberId = MemberId, Source = source, PurchaseId = purchaseId, GrantedPoints = points,
             RemainingPoints = points - payDebt, AvailableAt = availableAt, ExpiresAt = expiresAt,
             Status = availableAt > Now ? "pending" : "available",
         };
@@ -297,12 +306,22 @@ public sealed class PointsAccount
     {
         foreach (var lot in _newLots)
         {
+            _changedLots.Remove(lot);
+            if (lot.Id != 0)
+            {
+                // Its id is known: the entries below link to it like to any stored lot.
+                batch.Add(InsertLotWithIdSql, new
+                {
+                    lot.Id, lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt,
+                    lot.ExpiresAt, lot.Status, Now,
+                });
+                continue;
+            }
             batch.Add(InsertLotSql, new
             {
                 lot.MemberId, lot.Source, lot.PurchaseId, lot.GrantedPoints, lot.RemainingPoints, lot.AvailableAt, lot.ExpiresAt,
                 lot.Status, Now,
             });
-            _changedLots.Remove(lot);
             foreach (var e in _entries.Where(e => ReferenceEquals(e.Lot, lot)))
             {
                 batch.Add(InsertEntryForNewLotSql, new { MemberId, e.EntryType, e.Points, e.PurchaseId, e.RefundId, e.Reason, Actor = _actor, Now });
@@ -312,7 +331,7 @@ public sealed class PointsAccount
         {
             batch.Add(UpdateLotSql, new { lot.Id, lot.MemberId, lot.RemainingPoints, lot.ReversedPoints, lot.ExpiredPoints, lot.Status });
         }
-        foreach (var e in _entries.Where(e => e.Lot is null || !_newLots.Contains(e.Lot)))
+        foreach (var e in _entries.Where(e => e.Lot is null || e.Lot.Id != 0 || !_newLots.Contains(e.Lot)))
         {
             batch.Add(InsertEntrySql, new
             {

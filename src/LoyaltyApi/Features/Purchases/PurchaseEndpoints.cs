@@ -156,14 +156,24 @@ public static class PurchaseEndpoints
         WHERE id = @Id
         """;
 
+    // Ids are taken in the first round trip, so the write batch needs nothing back from the database.
+    private sealed class NewIds
+    {
+        public long PurchaseId { get; set; }
+        public long LotId { get; set; }
+    }
+
+    private const string NextIdsSql = """
+        SELECT {next purchases} AS purchase_id, {next point_lots} AS lot_id
+        """;
+
     private const string InsertPurchaseSql = """
-        INSERT INTO purchases (member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
+        INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
             total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
             points_reversed, points_returned, request_hash, response_json)
-        VALUES (@MemberId, @MerchantId, @StoreId, @ReceiptNumber, @CardId, @OccurredAt, @RecordedAt, @Currency,
-            @TotalMinor, @AmountDueMinor, @PointsRedeemed, @RedeemedValueMinor, @PointsEarned, NULL, 0,
-            0, 0, @RequestHash, '')
-        RETURNING id
+        VALUES (@Id, @MemberId, @MerchantId, @StoreId, @ReceiptNumber, @CardId, @OccurredAt, @RecordedAt, @Currency,
+            @TotalMinor, @AmountDueMinor, @PointsRedeemed, @RedeemedValueMinor, @PointsEarned, @EarnLotId, 0,
+            0, 0, @RequestHash, @ResponseJson)
         """;
 
     private const string InsertLineSql = """
@@ -174,13 +184,6 @@ public static class PurchaseEndpoints
     private const string InsertAllocationSql = """
         INSERT INTO redemption_allocations (member_id, purchase_id, lot_id, points, returned_points, expires_at)
         VALUES (@MemberId, @PurchaseId, @LotId, @Points, 0, @ExpiresAt)
-        """;
-
-    private const string CompletePurchaseSql = """
-        UPDATE purchases
-        SET earn_lot_id = (SELECT id FROM point_lots WHERE member_id = @MemberId AND purchase_id = @Id AND source = 'purchase'),
-            response_json = @ResponseJson
-        WHERE id = @Id
         """;
 
     public static RouteGroupBuilder MapPurchases(this IEndpointRouteBuilder app)
@@ -332,8 +335,10 @@ public static class PurchaseEndpoints
         }
         Idempotency.AddFindTo(reads, caller.ClientKey, key);
         reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
+        reads.Add(NextIdsSql, new { });
         PointsAccount account;
         ExistingPurchase? existing;
+        NewIds ids;
         long memberId;
         long? cardId = null;
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
@@ -346,6 +351,7 @@ public static class PurchaseEndpoints
                 return (Json.Deserialize<PurchaseResponse>(stored.ResponseJson), true);
             }
             existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
+            ids = await grid.ReadSingleAsync<NewIds>();
             if (existing is null || existing.RequestHash != hash)
             {
                 memberId = body.MemberId ?? 0;
@@ -377,40 +383,43 @@ public static class PurchaseEndpoints
 
         var basket = BasketPipeline.Run(BuildBasket(program, body, account.Available));
         var occurredAt = body.OccurredAt.UtcDateTime;
-        var purchaseId = await connection.ExecuteScalarAsync<long>(new CommandDefinition(db.Sql(InsertPurchaseSql), new
-        {
-            MemberId = memberId, store.MerchantId, body.StoreId, body.ReceiptNumber, CardId = cardId, OccurredAt = occurredAt,
-            RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
-            basket.RedeemedValueMinor, basket.PointsEarned, RequestHash = hash,
-        }, tx, cancellationToken: ct));
-
-        var writes = new SqlBatch(db);
-        foreach (var l in basket.Lines)
-        {
-            writes.Add(InsertLineSql, new { PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor });
-        }
+        var purchaseId = ids.PurchaseId;
+        List<LotAllocation> allocations = [];
         if (basket.PointsRedeemed > 0)
         {
-            foreach (var u in account.Spend(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem"))
-            {
-                writes.Add(InsertAllocationSql, new { MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt });
-            }
+            allocations = account.Spend(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem");
         }
         PointLot? earned = null;
         if (basket.PointsEarned > 0)
         {
             var availableAt = occurredAt.AddDays(program.ActivationDelayDays);
             earned = account.Grant(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
-                program.ExpiryFor(availableAt), purchaseId, null, null);
+                program.ExpiryFor(availableAt), purchaseId, null, null, ids.LotId);
         }
-        account.Flush(writes);
 
         var c = program.Currency;
         var response = new PurchaseResponse(purchaseId, memberId, body.StoreId, body.ReceiptNumber, c, body.Total,
             basket.PointsEarned, basket.PointsRedeemed, Money.ToMajor(basket.RedeemedValueMinor, c), Money.ToMajor(basket.AmountDueMinor, c),
             earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
         var json = Json.Serialize(response);
-        writes.Add(CompletePurchaseSql, new { Id = purchaseId, MemberId = memberId, ResponseJson = json });
+
+        // Everything in one round trip; the commit is the next.
+        var writes = new SqlBatch(db);
+        writes.Add(InsertPurchaseSql, new
+        {
+            Id = purchaseId, MemberId = memberId, store.MerchantId, body.StoreId, body.ReceiptNumber, CardId = cardId, OccurredAt = occurredAt,
+            RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
+            basket.RedeemedValueMinor, basket.PointsEarned, EarnLotId = earned?.Id, RequestHash = hash, ResponseJson = json,
+        });
+        writes.AddRows(InsertLineSql, basket.Lines.Select(l => new
+        {
+            PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor,
+        }).ToArray());
+        writes.AddRows(InsertAllocationSql, allocations.Select(u => new
+        {
+            MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
+        }).ToArray());
+        account.Flush(writes);
         Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, json, now);
         await writes.ExecuteAsync(connection, tx, ct);
         return (response, false);
