@@ -14,8 +14,11 @@ switch (args.FirstOrDefault())
     case "load":
     {
         var load = new Load(new Uri(args[1]), File.ReadAllLines(args[2]), int.Parse(args[3]));
+        var started = (Wall: System.Diagnostics.Stopwatch.GetTimestamp(), Cpu: Environment.CpuUsage.TotalTime);
         var rec = await load.ClosedLoopAsync(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
         Report(rec, double.Parse(args[6]));
+        // The driver shares the machine: its own CPU is what the service and the database did not get.
+        Console.WriteLine($"driver CPU: {(Environment.CpuUsage.TotalTime - started.Cpu).TotalSeconds / System.Diagnostics.Stopwatch.GetElapsedTime(started.Wall).TotalSeconds:F2} cores busy on average");
         return 0;
     }
     case "rate":
