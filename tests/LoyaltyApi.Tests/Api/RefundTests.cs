@@ -106,6 +106,24 @@ public abstract class RefundTests(ApiFixture fx) : ApiTests(fx)
     }
 
     [Fact]
+    public async Task AReceiptWithMoreLinesThanOneInsertHoldsKeepsEveryLineInOrder()
+    {
+        var (_, card) = await Fx.EnrollAsync();
+        // 23 lines: two full multi-row inserts and a partial one.
+        var lines = Enumerable.Range(1, 23).Select(i => new { sku = $"SKU-{i}", category = "misc", quantity = i, amount = i * 1.00m }).ToArray();
+        var id = (await PurchaseAsync(card, 276.00m, lines: lines)).GetProperty("purchaseId").GetInt64();
+
+        var skus = await Fx.QueryAsync<string>("SELECT sku FROM purchase_lines WHERE purchase_id = @Id ORDER BY line_no", new { Id = id });
+        Assert.Equal(Enumerable.Range(1, 23).Select(i => $"SKU-{i}"), skus);
+        Assert.Equal(0, await Fx.ScalarAsync<long>(
+            "SELECT COUNT(*) FROM purchase_lines WHERE purchase_id = @Id AND (quantity <> line_no OR amount_minor <> 100 * line_no)", new { Id = id }));
+
+        var refund = await ReadAsync(await RefundAsync(id, new { lines = new[] { new { lineNo = 23, quantity = 23 } } }), HttpStatusCode.Created);
+        Assert.Equal(23.00m, refund.GetProperty("refundedAmount").GetDecimal());
+        Assert.Equal(23, await Fx.ScalarAsync<long>("SELECT refunded_quantity FROM purchase_lines WHERE purchase_id = @Id AND line_no = 23", new { Id = id }));
+    }
+
+    [Fact]
     public async Task ARefundAfterThePointsWereSpentLeavesADebtThatTheNextEarningPaysFirst()
     {
         var (member, card) = await Fx.EnrollAsync();
