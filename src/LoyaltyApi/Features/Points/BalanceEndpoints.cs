@@ -82,16 +82,17 @@ public static class BalanceQueries
         public BalanceSnapshot Balance => new(AvailablePoints - DebtPoints, PendingPoints);
     }
 
+    // One pass over the member's live lots for both sums: this runs at every scan and every quote.
     private const string CardSnapshotSql = """
         SELECT c.id AS card_id, c.member_id, c.status, m.name AS member_name, a.debt_points,
-               (SELECT COALESCE(SUM(l.remaining_points), 0) FROM point_lots l
-                WHERE l.member_id = c.member_id AND l.remaining_points > 0 AND l.expires_at > @Now AND l.available_at <= @Now) AS available_points,
-               (SELECT COALESCE(SUM(l.remaining_points), 0) FROM point_lots l
-                WHERE l.member_id = c.member_id AND l.remaining_points > 0 AND l.expires_at > @Now AND l.available_at > @Now) AS pending_points
+               COALESCE(SUM(CASE WHEN l.available_at <= @Now THEN l.remaining_points ELSE 0 END), 0) AS available_points,
+               COALESCE(SUM(CASE WHEN l.available_at > @Now THEN l.remaining_points ELSE 0 END), 0) AS pending_points
         FROM cards c
         JOIN members m ON m.id = c.member_id
         JOIN point_accounts a ON a.member_id = c.member_id
+        LEFT JOIN point_lots l ON l.member_id = c.member_id AND l.remaining_points > 0 AND l.expires_at > @Now
         WHERE c.card_number = @CardNumber
+        GROUP BY c.id, c.member_id, c.status, m.name, a.debt_points
         """;
 
     /// <summary>A card, its member and the member's balance in one query: what a POS needs at a scan.</summary>
