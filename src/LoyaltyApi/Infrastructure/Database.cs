@@ -36,6 +36,9 @@ public abstract partial class SqlDialect
     public abstract DbConnection CreateConnection(string connectionString);
     public abstract bool IsUniqueViolation(DbException exception);
 
+    /// <summary>Parameters one command may carry; a longer <see cref="SqlBatch"/> is cut between statements.</summary>
+    public virtual int MaxParametersPerCommand => int.MaxValue;
+
     /// <summary>An expression for a fresh id of <paramref name="table"/>; never handed out twice.</summary>
     protected abstract string NextId(string table);
 
@@ -89,6 +92,9 @@ public sealed class SqlServerDialect : SqlDialect
         exception is SqlException { Number: 2601 or 2627 };
 
     public override string Render(string sql) => _rendered.GetOrAdd(sql, Translate);
+
+    // SQL Server's limit is 2 100 per request; keep a margin.
+    public override int MaxParametersPerCommand => 2000;
 
     // Sequences created by migration 0003; the columns default to them.
     protected override string NextId(string table) => $"NEXT VALUE FOR dbo.{table}_id_seq";

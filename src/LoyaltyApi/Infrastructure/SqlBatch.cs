@@ -14,13 +14,16 @@ namespace LoyaltyApi.Infrastructure;
 /// parameters: their names get a per-statement prefix, so the same const SQL can appear twice.
 /// All three engines accept several ';'-separated statements in one command.
 /// </summary>
-public sealed partial class SqlBatch(Db db)
+/// <param name="maxParameters">Parameters per command; 0 takes the provider's limit (tests set a small one).</param>
+public sealed partial class SqlBatch(Db db, int maxParameters = 0)
 {
     private static readonly ConcurrentDictionary<(string Sql, int Index), string> Renamed = new();
     private static readonly ConcurrentDictionary<(string Sql, int Index, int Rows), string> RenamedRows = new();
     private static readonly ConcurrentDictionary<Type, Getter[]> Getters = new();
     private readonly StringBuilder _sql = new();
     private readonly BatchParameters _args = new();
+    // Where each statement ends in the text and in the parameters, so a batch can be cut at statement boundaries.
+    private readonly List<(int SqlEnd, int ArgsEnd)> _ends = [];
 
     private sealed record Getter(string Name, Type Type, Func<object, object?> Get);
 
@@ -36,10 +39,11 @@ public sealed partial class SqlBatch(Db db)
         var sql = Renamed.GetOrAdd((rendered, index), static k => Parameter().Replace(k.Sql, m => $"@b{k.Index}_{m.Groups[1].Value}").TrimEnd().TrimEnd(';'));
         _sql.Append(sql).Append(";\n");
         Bind(args, $"b{index}_");
+        _ends.Add((_sql.Length, _args.Items.Count));
         return this;
     }
 
-    /// <summary>Rows per multi-row INSERT: few statement shapes to prepare, and far below SQL Server's 2 100 parameters.</summary>
+    /// <summary>Rows per multi-row INSERT: few statement shapes to prepare, few parameters per statement.</summary>
     public const int RowsPerInsert = 10;
 
     /// <summary>
@@ -56,6 +60,7 @@ public sealed partial class SqlBatch(Db db)
             var sql = RenamedRows.GetOrAdd((rendered, index, count), static k => MultiRow(k.Sql, k.Index, k.Rows));
             _sql.Append(sql).Append(";\n");
             for (var r = 0; r < count; r++) Bind(rows[start + r], $"b{index}_{r}_");
+            _ends.Add((_sql.Length, _args.Items.Count));
         }
         return this;
     }
@@ -119,9 +124,12 @@ public sealed partial class SqlBatch(Db db)
                         p.Value = text;
                         p.Size = text.Length <= 4000 ? 4000 : -1;
                         break;
-                    default:
+                    case long or int or short or bool or decimal or string:
                         p.Value = value;
                         break;
+                    default:
+                        // Dapper would have converted enums, lists and custom types; this binder does not.
+                        throw new NotSupportedException($"SqlBatch cannot bind {value.GetType()} ({name}).");
                 }
                 command.Parameters.Add(p);
             }
@@ -131,7 +139,25 @@ public sealed partial class SqlBatch(Db db)
     public async Task ExecuteAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
         if (Count == 0) return;
-        await connection.ExecuteAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+        var limit = maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
+        if (_args.Items.Count <= limit)
+        {
+            await connection.ExecuteAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+            return;
+        }
+        // SQL Server takes at most 2 100 parameters per command: a very long receipt is sent in
+        // several commands, cut between statements, in the same transaction.
+        var text = _sql.ToString();
+        var (sqlStart, argsStart) = (0, 0);
+        for (var i = 0; i < _ends.Count; i++)
+        {
+            var last = i == _ends.Count - 1;
+            if (!last && _ends[i + 1].ArgsEnd - argsStart <= limit) continue;
+            var part = new BatchParameters();
+            part.Items.AddRange(_args.Items.Skip(argsStart).Take(_ends[i].ArgsEnd - argsStart));
+            await connection.ExecuteAsync(new CommandDefinition(text[sqlStart.._ends[i].SqlEnd], part, tx, cancellationToken: ct));
+            (sqlStart, argsStart) = _ends[i];
+        }
     }
 
     public Task<SqlMapper.GridReader> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct) =>
@@ -142,6 +168,9 @@ public sealed partial class SqlBatch(Db db)
     {
         var t when t == typeof(long) => DbType.Int64,
         var t when t == typeof(int) => DbType.Int32,
+        var t when t == typeof(short) => DbType.Int16,
+        var t when t == typeof(bool) => DbType.Boolean,
+        var t when t == typeof(decimal) => DbType.Decimal,
         var t when t == typeof(DateTime) => DbType.DateTime,
         _ => DbType.String,
     };

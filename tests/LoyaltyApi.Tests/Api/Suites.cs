@@ -10,6 +10,7 @@ namespace LoyaltyApi.Tests.Api.Sqlite
     public sealed class SqliteMemberAndCardTests(SqliteApiFixture fx) : MemberAndCardTests(fx), IClassFixture<SqliteApiFixture>;
     public sealed class SqliteSecurityTests(SqliteApiFixture fx) : SecurityTests(fx), IClassFixture<SqliteApiFixture>;
     public sealed class SqlitePlatformTests(SqliteApiFixture fx) : PlatformTests(fx), IClassFixture<SqliteApiFixture>;
+    public sealed class SqliteSqlBatchTests(SqliteApiFixture fx) : SqlBatchTests(fx), IClassFixture<SqliteApiFixture>;
 }
 
 namespace LoyaltyApi.Tests.Api.Postgres
@@ -26,4 +27,6 @@ namespace LoyaltyApi.Tests.Api.Postgres
     public sealed class PostgresSecurityTests(PostgresApiFixture fx) : SecurityTests(fx), IClassFixture<PostgresApiFixture>;
     [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
     public sealed class PostgresPlatformTests(PostgresApiFixture fx) : PlatformTests(fx), IClassFixture<PostgresApiFixture>;
+    [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
+    public sealed class PostgresSqlBatchTests(PostgresApiFixture fx) : SqlBatchTests(fx), IClassFixture<PostgresApiFixture>;
 }

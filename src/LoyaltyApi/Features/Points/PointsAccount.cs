@@ -299,12 +299,13 @@ public sealed class PointsAccount
     /// <summary>
     /// Adds every change — new lots with their ledger entries, lot updates, other ledger entries,
     /// the debt — to <paramref name="batch"/>, which the caller completes with its own statements
-    /// and executes in one round trip. New lots keep Id 0 in memory; statements that need their
-    /// id find it by member (and purchase) in the same batch.
+    /// and executes in one round trip. A new lot has either an id taken up front or Id 0; for the
+    /// latter, its ledger entries find the id as the member's newest lot in the same batch, so lots
+    /// with known ids are inserted first (on SQLite the next default id is MAX(id) + 1).
     /// </summary>
     public void Flush(SqlBatch batch)
     {
-        foreach (var lot in _newLots)
+        foreach (var lot in _newLots.OrderBy(l => l.Id == 0))
         {
             _changedLots.Remove(lot);
             if (lot.Id != 0)
