@@ -228,6 +228,9 @@ public sealed class Db
         var builder = new NpgsqlConnectionStringBuilder(cs);
         if (!cs.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase)) builder.MaxAutoPrepare = 100;
         if (!cs.Contains("Reset On Close", StringComparison.OrdinalIgnoreCase)) builder.NoResetOnClose = true;
+        // Statements from concurrent requests outside a transaction share connections and are written
+        // together: fewer round trips and system calls per checkout (A/B with bench/: better in each of 3 pairs).
+        if (!cs.Contains("Multiplexing", StringComparison.OrdinalIgnoreCase)) builder.Multiplexing = true;
         return builder.ToString();
     }
 
