@@ -9,7 +9,10 @@ namespace LoyaltyApi.Bench;
 
 /// <summary>
 /// Seeds a realistic program straight into a migrated database: a brand with six stores, a partner
-/// with two, one pos key per store, and N members each with a card and an available lot of points.
+/// with two, one pos key per store, and N members each with a card, an available lot of points and
+/// one earlier receipt (with its line and idempotency record). The history matters: statistics of
+/// empty tables make PostgreSQL's cached generic plans scan them sequentially until autovacuum
+/// analyses them again, which is not how a running program behaves.
 /// </summary>
 public static class Seed
 {
@@ -60,8 +63,17 @@ public static class Seed
                 SELECT g, g, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, '{created}', '{expires}', 'available', '{created}' FROM generate_series(1, {members}) g;
                 INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at)
                 SELECT g, g, 'adjustment', {PointsPerMember}, g, 'bench seed', 'bench', '{created}' FROM generate_series(1, {members}) g;
+                INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
+                    total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
+                    points_reversed, points_returned, request_hash, response_json)
+                SELECT g, g, CASE WHEN g % 8 < 6 THEN 1 ELSE 2 END, g % 8 + 1, 'H' || g, g, '{created}', '{created}', 'USD',
+                    1000, 1000, 0, 0, 0, NULL, 0, 0, 0, md5(g::text) || md5(g::text), chr(123) || chr(125) FROM generate_series(1, {members}) g;
+                INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor)
+                SELECT g, 1, 'SKU-' || (g % 500), 'cat-' || (g % 20), 1, 1000, 0, 0 FROM generate_series(1, {members}) g;
+                INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at)
+                SELECT 'client:' || (g % 8 + 1), 'H' || g, 'purchase', md5(g::text) || md5(g::text), 201, chr(123) || chr(125), '{created}' FROM generate_series(1, {members}) g;
                 """, commandTimeout: 600);
-            foreach (var table in new[] { "merchants", "stores", "api_clients", "members", "cards", "point_lots", "ledger_entries" })
+            foreach (var table in new[] { "merchants", "stores", "api_clients", "members", "cards", "point_lots", "ledger_entries", "purchases" })
             {
                 await c.ExecuteAsync($"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))");
             }
@@ -77,6 +89,9 @@ public static class Seed
                 $"INSERT INTO cards (id, card_number, member_id, status, issued_at) VALUES (@G, CAST({CardBase} + @G AS TEXT), @G, 'active', @Created)",
                 $"INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, @Created, @Expires, 'available', @Created)",
                 $"INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, @G, 'bench seed', 'bench', @Created)",
+                "INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency, total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor, points_reversed, points_returned, request_hash, response_json) VALUES (@G, @G, CASE WHEN @G % 8 < 6 THEN 1 ELSE 2 END, @G % 8 + 1, 'H' || @G, @G, @Created, @Created, 'USD', 1000, 1000, 0, 0, 0, NULL, 0, 0, 0, 'h' || @G, '{}')",
+                "INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor) VALUES (@G, 1, 'SKU-' || (@G % 500), 'cat-' || (@G % 20), 1, 1000, 0, 0)",
+                "INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at) VALUES ('client:' || (@G % 8 + 1), 'H' || @G, 'purchase', 'h' || @G, 201, '{}', @Created)",
             };
             foreach (var sql in statements)
             {
@@ -94,6 +109,7 @@ public static class Seed
                 }
             }
             await tx.CommitAsync();
+            await c.ExecuteAsync("ANALYZE", commandType: System.Data.CommandType.Text);
         }
         return keys;
     }
