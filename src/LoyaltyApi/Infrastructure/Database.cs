@@ -282,6 +282,13 @@ public static class DapperSetup
         }
     }
 
+    /// <summary>Binds text; on SQL Server with one size for all short strings, as Dapper does, so one plan serves them all.</summary>
+    public static void BindText(IDbDataParameter parameter, string value)
+    {
+        parameter.Value = value;
+        if (parameter is SqlParameter) parameter.Size = value.Length <= 4000 ? 4000 : -1;
+    }
+
     private const string SqliteFormat = "yyyy-MM-dd HH:mm:ss.fffffff";
 
     private sealed class UtcDateTimeHandler : SqlMapper.TypeHandler<DateTime>

@@ -5,7 +5,6 @@ using System.Linq.Expressions;
 using System.Text;
 using System.Text.RegularExpressions;
 using Dapper;
-using Microsoft.Data.SqlClient;
 
 namespace LoyaltyApi.Infrastructure;
 
@@ -119,12 +118,10 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
                     case DateTime t:
                         DapperSetup.BindUtc(p, t);
                         break;
-                    case string text when p is SqlParameter:
-                        // As Dapper does: one parameter size for short strings keeps SQL Server's plan cache small.
-                        p.Value = text;
-                        p.Size = text.Length <= 4000 ? 4000 : -1;
+                    case string text:
+                        DapperSetup.BindText(p, text);
                         break;
-                    case long or int or short or bool or decimal or string:
+                    case long or int or short or bool or decimal:
                         p.Value = value;
                         break;
                     default:
