@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Dapper;
@@ -128,6 +129,12 @@ public static class Json
 /// <summary>Runs a transactional unit of work and retries it once when a unique index reports a concurrent twin.</summary>
 public static class Transactions
 {
+    // Transactions a write batch already committed (SqlBatch.ExecuteAndCommitAsync): committing again would
+    // fail. Npgsql reuses its transaction objects, so a mark is taken off as soon as the unit of work ends.
+    private static readonly ConditionalWeakTable<DbTransaction, object> Committed = new();
+
+    internal static void MarkCommitted(DbTransaction tx) => Committed.AddOrUpdate(tx, Committed);
+
     public static async Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
@@ -138,13 +145,17 @@ public static class Transactions
             try
             {
                 var result = await work(connection, tx);
-                await tx.CommitAsync(ct);
+                if (!Committed.Remove(tx)) await tx.CommitAsync(ct);
                 return result;
             }
             catch (DbException e) when (attempt < 3 && db.Dialect.IsUniqueViolation(e))
             {
                 // A concurrent request with the same business key won; the next attempt replays or rejects it.
                 await tx.RollbackAsync(CancellationToken.None);
+            }
+            finally
+            {
+                Committed.Remove(tx);
             }
         }
     }

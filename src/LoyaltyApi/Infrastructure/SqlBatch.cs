@@ -157,6 +157,28 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         }
     }
 
+    /// <summary>
+    /// Runs the batch as the transaction's last work and commits it: in the same round trip where the
+    /// provider allows (<see cref="SqlDialect.CommitInBatch"/>), otherwise through the transaction object.
+    /// <see cref="Transactions.RunAsync{T}"/> then leaves the transaction alone.
+    /// </summary>
+    public async Task ExecuteAndCommitAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
+    {
+        var limit = maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
+        if (db.Dialect.CommitInBatch is { } commit && _args.Items.Count <= limit)
+        {
+            _sql.Append(commit).Append(";\n");
+            Count++;
+            await connection.ExecuteAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+        }
+        else
+        {
+            await ExecuteAsync(connection, tx, ct);
+            await tx.CommitAsync(ct);
+        }
+        Transactions.MarkCommitted(tx);
+    }
+
     public Task<SqlMapper.GridReader> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct) =>
         connection.QueryMultipleAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
 

@@ -403,7 +403,7 @@ public static class PurchaseEndpoints
             earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
         var json = Json.Serialize(response);
 
-        // Everything in one round trip; the commit is the next.
+        // Everything, and the commit, in one round trip.
         var writes = new SqlBatch(db);
         writes.Add(InsertPurchaseSql, new
         {
@@ -421,7 +421,7 @@ public static class PurchaseEndpoints
         }).ToArray());
         account.Flush(writes);
         Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, json, now);
-        await writes.ExecuteAsync(connection, tx, ct);
+        await writes.ExecuteAndCommitAsync(connection, tx, ct);
         return (response, false);
     }
 }

@@ -321,7 +321,7 @@ public static class RefundEndpoints
         var json = Json.Serialize(response);
         writes.Add(CompleteRefundSql, new { Id = refundId, PointsReversed = reversed, PointsReturned = returned, ResponseJson = json });
         Idempotency.AddSaveTo(writes, caller.ClientKey, key, operation, hash, 201, json, now);
-        await writes.ExecuteAsync(connection, tx, ct);
+        await writes.ExecuteAndCommitAsync(connection, tx, ct);
         return (response, false);
     }
 
