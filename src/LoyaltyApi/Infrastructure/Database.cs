@@ -87,7 +87,8 @@ public sealed class PostgresDialect : SqlDialect
     protected override string NextId(string table) => $"nextval('{table}_id_seq')";
     // Npgsql reads the transaction's end from the server's ReadyForQuery status, so a COMMIT at the
     // end of the write batch leaves the NpgsqlTransaction completed: one round trip fewer per checkout.
-    // SQL Server stays on SqlTransaction.Commit until a real server has run it; SQLite has no round trip to save.
+    // Not on SQL Server: without SET XACT_ABORT ON it runs the rest of a batch after a failed statement,
+    // so a trailing COMMIT could commit half the writes. SQLite has no round trip to save.
     public override string? CommitInBatch => "COMMIT";
 }
 

@@ -135,6 +135,9 @@ public static class Transactions
 
     internal static void MarkCommitted(DbTransaction tx) => Committed.AddOrUpdate(tx, Committed);
 
+    /// <summary>True once a write batch committed <paramref name="tx"/>: any later statement would run outside it.</summary>
+    internal static bool IsCommitted(DbTransaction? tx) => tx is not null && Committed.TryGetValue(tx, out _);
+
     public static async Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
@@ -142,6 +145,8 @@ public static class Transactions
             await using var writer = await db.EnterWriterAsync(ct);
             await using var connection = await db.OpenAsync(ct);
             await using var tx = await Db.BeginAsync(connection, ct);
+            // A reused transaction object may carry a mark from work that ran outside RunAsync.
+            Committed.Remove(tx);
             try
             {
                 var result = await work(connection, tx);

@@ -135,6 +135,7 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
 
     public async Task ExecuteAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
+        RefuseAfterCommit(tx);
         if (Count == 0) return;
         var limit = maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
         if (_args.Items.Count <= limit)
@@ -164,6 +165,7 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     /// </summary>
     public async Task ExecuteAndCommitAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
+        RefuseAfterCommit(tx);
         var limit = maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
         if (db.Dialect.CommitInBatch is { } commit && _args.Items.Count <= limit)
         {
@@ -179,8 +181,20 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         Transactions.MarkCommitted(tx);
     }
 
-    public Task<SqlMapper.GridReader> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct) =>
-        connection.QueryMultipleAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+    public Task<SqlMapper.GridReader> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct)
+    {
+        RefuseAfterCommit(tx);
+        return connection.QueryMultipleAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+    }
+
+    // On PostgreSQL a statement sent after the in-batch COMMIT would run on its own, outside the transaction.
+    private static void RefuseAfterCommit(DbTransaction? tx)
+    {
+        if (Transactions.IsCommitted(tx))
+        {
+            throw new InvalidOperationException("This transaction was committed with its write batch; nothing may follow that batch.");
+        }
+    }
 
     // Nulls carry no type of their own; PostgreSQL needs one to bind them.
     private static DbType DbTypeOf(Type type) => (Nullable.GetUnderlyingType(type) ?? type) switch

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using Dapper;
 using LoyaltyApi.Infrastructure;
 using LoyaltyApi.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -7,7 +8,10 @@ using Xunit;
 
 namespace LoyaltyApi.Tests.Api;
 
-/// <summary>SQL Server takes at most 2 100 parameters per command; a longer batch is cut between statements.</summary>
+/// <summary>
+/// How write batches reach the database: cut between statements where SQL Server's 2 100-parameter
+/// limit requires it, and ending with the commit on PostgreSQL.
+/// </summary>
 public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
 {
     private const string InsertLineSql = """
@@ -44,5 +48,94 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
         Assert.Equal(30, await Fx.ScalarAsync<long>(count, new { Id = id }));
         Assert.Equal(Enumerable.Range(100, 30).Select(n => $"S{n}"),
             await Fx.QueryAsync<string>("SELECT sku FROM purchase_lines WHERE purchase_id = @Id AND line_no >= 100 ORDER BY line_no", new { Id = id }));
+    }
+
+    private static object Line(long purchaseId, int lineNo) =>
+        new { PurchaseId = purchaseId, LineNo = lineNo, Sku = $"S{lineNo}", Category = (string?)null, Quantity = 1, AmountMinor = 100L };
+
+    [Fact]
+    public async Task NothingRunsAfterTheBatchThatCommitsAndTheConnectionsNextTransactionCommitsAsUsual()
+    {
+        var (_, card) = await Fx.EnrollAsync();
+        var purchase = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(card, 10.00m)), HttpStatusCode.Created);
+        var id = purchase.GetProperty("purchaseId").GetInt64();
+        var db = Fx.Factory.Services.GetRequiredService<Db>();
+        var ct = CancellationToken.None;
+
+        // Alternating on pooled connections: a transaction committed by its batch must not make the
+        // next one on the same connection skip its own commit.
+        for (var i = 0; i < 5; i++)
+        {
+            var lineNo = 200 + 2 * i;
+            await Transactions.RunAsync(db, async (c, tx) =>
+            {
+                await new SqlBatch(db).AddRows(InsertLineSql, [Line(id, lineNo)]).ExecuteAndCommitAsync(c, tx, ct);
+                return 0;
+            }, ct);
+            await Transactions.RunAsync(db, async (c, tx) =>
+            {
+                await new SqlBatch(db).AddRows(InsertLineSql, [Line(id, lineNo + 1)]).ExecuteAsync(c, tx, ct);
+                return 0;
+            }, ct);
+        }
+        Assert.Equal(Enumerable.Range(200, 10).Select(n => $"S{n}"),
+            await Fx.QueryAsync<string>("SELECT sku FROM purchase_lines WHERE purchase_id = @Id AND line_no >= 200 ORDER BY line_no", new { Id = id }));
+
+        // A statement after the committing batch would run outside the transaction on PostgreSQL: refused.
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Transactions.RunAsync(db, async (c, tx) =>
+        {
+            await new SqlBatch(db).AddRows(InsertLineSql, [Line(id, 299)]).ExecuteAndCommitAsync(c, tx, ct);
+            await new SqlBatch(db).AddRows(InsertLineSql, [Line(id, 300)]).ExecuteAsync(c, tx, ct);
+            return 0;
+        }, ct));
+        Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchase_lines WHERE purchase_id = @Id AND line_no = 299", new { Id = id }));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchase_lines WHERE purchase_id = @Id AND line_no = 300", new { Id = id }));
+    }
+
+    [Fact]
+    public async Task AReceiptAnotherTillCommitsWhileThisOneWritesIsAConflictAndNothingOfThisOneIsKept()
+    {
+        var (_, first) = await Fx.EnrollAsync();
+        var (member, second) = await Fx.EnrollAsync();
+        var recorded = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(first, 10.00m)), HttpStatusCode.Created);
+        var receipt = Fx.Unique("R");
+
+        // Another till's transaction holds the receipt number, not yet committed.
+        await using var other = Fx.Database.Open();
+        await using var tx = await other.BeginTransactionAsync();
+        await other.ExecuteAsync("""
+            INSERT INTO purchases (member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
+                total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
+                points_reversed, points_returned, request_hash, response_json)
+            SELECT member_id, merchant_id, store_id, @Receipt, card_id, occurred_at, recorded_at, currency,
+                total_minor, amount_due_minor, 0, 0, 0, NULL, 0, 0, 0, request_hash, response_json
+            FROM purchases WHERE id = @Id
+            """, new { Receipt = receipt, Id = recorded.GetProperty("purchaseId").GetInt64() }, tx);
+
+        var pending = Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(second, 20.00m, redeem: 0, receipt: receipt));
+        if (Fx.Database.Provider == DatabaseProvider.Postgres)
+        {
+            // This till's write batch reaches the receipt insert and waits on the unique index; once the
+            // other commits, the batch fails halfway (its COMMIT never runs) and the retry finds the twin.
+            var waited = false;
+            for (var i = 0; i < 200 && !waited; i++)
+            {
+                waited = await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO purchases%'") > 0;
+                if (!waited) await Task.Delay(50);
+            }
+            Assert.True(waited, "the purchase never waited on the other till's receipt");
+        }
+        else
+        {
+            // SQLite: the other transaction holds the write lock; this purchase waits to begin, then reads the twin.
+            await Task.Delay(300);
+        }
+        await tx.CommitAsync();
+
+        await AssertProblemAsync(await pending, HttpStatusCode.Conflict, "receipt_already_recorded", "receiptNumber");
+        Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE receipt_number = @Receipt", new { Receipt = receipt }));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM point_lots WHERE member_id = @Member", new { Member = member }));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM ledger_entries WHERE member_id = @Member", new { Member = member }));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchase_lines l JOIN purchases p ON p.id = l.purchase_id WHERE p.receipt_number = @Receipt", new { Receipt = receipt }));
     }
 }
