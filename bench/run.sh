@@ -106,6 +106,7 @@ run_provider() { # provider connection-string label
   say "machine CPU: $(echo "$m0 $m1" | awk '{printf "%.0f%% busy", 100 * ($3 - $1) / (($3 - $1) + ($4 - $2))}') (all processes, ${WARMUP}s warm-up included)"
   local pps svc_cores pg_cores
   pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-$label.txt")
+  echo "$m0 $m1" | awk -v n="$(nproc)" -v p="$pps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / p}' >"$work/load-$label.cpu"
   svc_cores=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.3f", (b - a) / hz / (e - s)}')
   pg_cores=$(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.3f", (b - a) / hz / (e - s)}')
   [ "$provider" = Postgres ] && say "PostgreSQL CPU: $pg_cores cores busy on average"
@@ -127,8 +128,14 @@ run_provider() { # provider connection-string label
 # PostgreSQL's own ceiling, closed loop with the same client count. The machine's speed drifts over
 # minutes, so it is measured before and after the service's PostgreSQL runs and the ratio uses the mean.
 pgbench_closed() { # label
+  local m0 m1 tps
+  m0=$(machine_ticks)
   pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -T "$SECONDS_RUN" pgbench >"$work/pgbench-$1.txt" 2>&1
-  awk -F'= ' '/^tps/{split($2, a, " "); print a[1]; exit}' "$work/pgbench-$1.txt"
+  m1=$(machine_ticks)
+  tps=$(awk -F'= ' '/^tps/{split($2, a, " "); print a[1]; exit}' "$work/pgbench-$1.txt")
+  # Machine CPU per transaction (all processes: pgbench and PostgreSQL), for the CPU-normalised ratio.
+  echo "$m0 $m1" | awk -v n="$(nproc)" -v t="$tps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / t}' >"$work/pgbench-$1.cpu"
+  echo "$tps"
 }
 # PostgreSQL's own latency at the fixed rate: the floor under the service's fixed-rate percentiles.
 # Counted like the driver counts, from the scheduled start: pgbench logs the time and, separately,
@@ -173,6 +180,12 @@ fi
 say ""
 say "== summary"
 say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps (mean of $pgbench_before before and $pgbench_after after): ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target >= 0.60)"
+if [ "$PGBENCH" = 1 ] && [ -s "$work/load-postgres.cpu" ]; then
+  # Steadier than the throughput ratio on a noisy machine: what one checkout costs the whole machine
+  # against what one pgbench transaction costs it (both closed loop, driver or pgbench included).
+  pgb_cpu=$(cat "$work/pgbench-before.cpu" "$work/pgbench-after.cpu" | awk '{s += $1} END {printf "%.3f", s / NR}')
+  say "machine CPU per transaction: pgbench $pgb_cpu ms, POS checkout $(cat "$work/load-postgres.cpu") ms: CPU-normalised ratio $(awk -v a="$pgb_cpu" -v b="$(cat "$work/load-postgres.cpu")" 'BEGIN{printf "%.2f", a / b}')"
+fi
 say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
 say "pgbench TPC-B fixed rate $RATE/s, the database alone: $pgbench_latency"
 say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"

@@ -184,6 +184,10 @@ public sealed class PointsAccount
         batch.Add(LiveLotsSql, new { MemberId = memberId, Now = now });
     }
 
+    /// <summary>Adds the read of one of the member's lots, live or not, to a batch that already took the lock.</summary>
+    public static void AddLotTo(SqlBatch batch, long lotId, long memberId) =>
+        batch.Add(LotByIdSql, new { Id = lotId, MemberId = memberId });
+
     /// <summary>As <see cref="AddOpenTo"/>, for the member who holds an active card.</summary>
     public static void AddOpenByCardTo(SqlBatch batch, string cardNumber, DateTime now)
     {
@@ -261,10 +265,12 @@ public sealed class PointsAccount
     /// Reverses points a purchase earned. Never more than the lot granted less what already expired or
     /// was reversed; taken from the lot first, then other available points, and whatever is left becomes debt.
     /// </summary>
-    public async Task<long> ReverseEarnedAsync(long lotId, long target, long purchaseId, long refundId)
+    /// <param name="readAhead">The lot as read under the lock (<see cref="AddLotTo"/>), when it is not among the live lots.</param>
+    public async Task<long> ReverseEarnedAsync(long lotId, long target, long purchaseId, long refundId, PointLot? readAhead = null)
     {
         if (target <= 0) return 0;
         var lot = Lots.FirstOrDefault(l => l.Id == lotId)
+                  ?? (readAhead?.Id == lotId ? readAhead : null)
                   ?? await _connection.QuerySingleAsync<PointLot>(new CommandDefinition(_db.Sql(LotByIdSql),
                       new { Id = lotId, MemberId }, _tx, cancellationToken: _ct));
         // Expire what is already past its date first, so the reversal does not depend on whether the job has run.

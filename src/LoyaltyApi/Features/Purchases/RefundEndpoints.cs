@@ -199,17 +199,38 @@ public static class RefundEndpoints
         {
             throw DomainRejection.Unprocessable("store_of_other_merchant", "Refunds are taken at a store of the merchant that sold.", "storeId");
         }
-        var account = await PointsAccount.OpenAsync(db, connection, tx, purchase.MemberId, now, caller.ClientName, ct)
-                      ?? throw DomainRejection.NotFound("Member");
-        // Read the refund counters again under the member's lock: a concurrent refund of the same
-        // purchase has now either committed (and is seen) or not started.
-        purchase = await connection.QuerySingleAsync<PurchaseRow>(new CommandDefinition(db.Sql(PurchaseSql), new { Id = purchaseId }, tx, cancellationToken: ct));
-        if (await Idempotency.FindAsync(db, connection, tx, caller.ClientKey, key, operation, hash, ct) is { } stored)
+        // One round trip: take the member's lock and read the lots, then, under the lock, the refund
+        // counters again (a concurrent refund of the same purchase has now either committed and is
+        // seen, or not started), any earlier attempt, and what this refund may change. Whether the
+        // purchase redeemed or earned points never changes after it is recorded.
+        var reads = new SqlBatch(db);
+        PointsAccount.AddOpenTo(reads, purchase.MemberId, now);
+        reads.Add(PurchaseSql, new { Id = purchaseId });
+        Idempotency.AddFindTo(reads, caller.ClientKey, key);
+        reads.Add(ExistingSql, new { StoreId = storeId, body.RefundNumber });
+        if (body.Lines is not null) reads.Add(LinesSql, new { PurchaseId = purchaseId });
+        if (purchase.PointsRedeemed > 0) reads.Add(AllocationsSql, new { PurchaseId = purchaseId });
+        if (purchase.EarnLotId is { } earnLotId) PointsAccount.AddLotTo(reads, earnLotId, purchase.MemberId);
+        PointsAccount account;
+        ExistingRefund? existing;
+        Dictionary<int, LineRow> lines = [];
+        List<AllocationRow> allocations = [];
+        PointLot? earnLot = null;
+        using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            return (Json.Deserialize<RefundResponse>(stored.ResponseJson), true);
+            var (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
+            if (debt is null) throw DomainRejection.NotFound("Member");
+            account = PointsAccount.Opened(db, connection, tx, purchase.MemberId, now, caller.ClientName, debt.Value, lots, ct);
+            purchase = await grid.ReadSingleAsync<PurchaseRow>();
+            if (await Idempotency.ReadFoundAsync(grid, key, operation, hash) is { } stored)
+            {
+                return (Json.Deserialize<RefundResponse>(stored.ResponseJson), true);
+            }
+            existing = await grid.ReadSingleOrDefaultAsync<ExistingRefund>();
+            if (body.Lines is not null) lines = (await grid.ReadAsync<LineRow>()).ToDictionary(l => l.LineNo);
+            if (purchase.PointsRedeemed > 0) allocations = (await grid.ReadAsync<AllocationRow>()).ToList();
+            if (purchase.EarnLotId is not null) earnLot = await grid.ReadSingleOrDefaultAsync<PointLot>();
         }
-        var existing = await connection.QuerySingleOrDefaultAsync<ExistingRefund>(new CommandDefinition(db.Sql(ExistingSql),
-            new { StoreId = storeId, body.RefundNumber }, tx, cancellationToken: ct));
         if (existing is not null)
         {
             if (existing.RequestHash != hash)
@@ -228,8 +249,6 @@ public static class RefundEndpoints
         long amount;
         if (body.Lines is { } requested)
         {
-            var lines = (await connection.QueryAsync<LineRow>(new CommandDefinition(db.Sql(LinesSql), new { PurchaseId = purchaseId }, tx, cancellationToken: ct)))
-                .ToDictionary(l => l.LineNo);
             for (var i = 0; i < requested.Count; i++)
             {
                 var r = requested[i];
@@ -290,12 +309,11 @@ public static class RefundEndpoints
         long reversed = 0;
         if (reverseTarget > 0 && purchase.EarnLotId is { } lotId)
         {
-            reversed = await account.ReverseEarnedAsync(lotId, reverseTarget, purchaseId, refundId);
+            reversed = await account.ReverseEarnedAsync(lotId, reverseTarget, purchaseId, refundId, earnLot);
         }
         long returned = 0;
         if (returnTarget > 0)
         {
-            var allocations = await connection.QueryAsync<AllocationRow>(new CommandDefinition(db.Sql(AllocationsSql), new { PurchaseId = purchaseId }, tx, cancellationToken: ct));
             foreach (var allocation in allocations)
             {
                 var give = Math.Min(returnTarget - returned, allocation.Points - allocation.ReturnedPoints);
