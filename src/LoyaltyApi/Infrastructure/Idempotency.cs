@@ -64,7 +64,13 @@ public static class Idempotency
         if (key is null) return null;
         var stored = await connection.QuerySingleOrDefaultAsync<Stored>(new CommandDefinition(db.Sql(FindSql),
             new { ClientKey = clientKey, Key = key }, tx, cancellationToken: ct));
-        if (stored is null) return null;
+        return Replayable(stored, key, operation, requestHash);
+    }
+
+    /// <summary>The stored response to replay, if any; throws 409 when the key was used for another request.</summary>
+    public static Stored? Replayable(Stored? stored, string? key, string operation, string requestHash)
+    {
+        if (key is null || stored is null) return null;
         if (stored.Operation != operation || stored.RequestHash != requestHash)
         {
             throw new DomainRejection(409, "idempotency_key_reused",
@@ -89,21 +95,11 @@ public static class Idempotency
         }, tx, cancellationToken: ct));
     }
 
-    /// <summary>Adds the lookup to a read batch; read it back with <see cref="ReadFoundAsync"/>.</summary>
+    /// <summary>Adds the lookup to a read batch; read it back with <see cref="ReadStoredAsync"/> and check it with <see cref="Replayable"/>.</summary>
     public static void AddFindTo(SqlBatch batch, string clientKey, string? key) =>
         batch.Add(FindSql, new { ClientKey = clientKey, Key = key ?? "" });
 
-    public static async Task<Stored?> ReadFoundAsync(Dapper.SqlMapper.GridReader grid, string? key, string operation, string requestHash)
-    {
-        var stored = await grid.ReadSingleOrDefaultAsync<Stored>();
-        if (key is null || stored is null) return null;
-        if (stored.Operation != operation || stored.RequestHash != requestHash)
-        {
-            throw new DomainRejection(409, "idempotency_key_reused",
-                "This Idempotency-Key was already used with a different request.", Header);
-        }
-        return stored;
-    }
+    public static async Task<Stored?> ReadStoredAsync(Dapper.SqlMapper.GridReader grid) => await grid.ReadSingleOrDefaultAsync<Stored>();
 
     public static void AddSaveTo(SqlBatch batch, string clientKey, string? key, string operation, string requestHash,
         int statusCode, string responseJson, DateTime now)

@@ -336,38 +336,43 @@ public static class PurchaseEndpoints
         Idempotency.AddFindTo(reads, caller.ClientKey, key);
         reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
         reads.Add(NextIdsSql, new { });
-        PointsAccount account;
+        CardRow? card;
+        long? debt;
+        List<PointLot> lots;
+        Idempotency.Stored? stored;
         ExistingPurchase? existing;
         NewIds ids;
-        long memberId;
-        long? cardId = null;
+        // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            var card = body.CardNumber is null ? null : await grid.ReadSingleOrDefaultAsync<CardRow>();
-            var (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
-            // A retry replays the first response even if the card was blocked since.
-            if (await Idempotency.ReadFoundAsync(grid, key, "purchase", hash) is { } stored)
-            {
-                return (Json.Deserialize<PurchaseResponse>(stored.ResponseJson), true);
-            }
+            card = body.CardNumber is null ? null : await grid.ReadSingleOrDefaultAsync<CardRow>();
+            (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
+            stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
             ids = await grid.ReadSingleAsync<NewIds>();
-            if (existing is null || existing.RequestHash != hash)
-            {
-                memberId = body.MemberId ?? 0;
-                if (body.CardNumber is not null)
-                {
-                    RejectUnusable(card?.Status);
-                    (memberId, cardId) = (card!.MemberId, card.Id);
-                }
-                if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
-            }
-            else
-            {
-                memberId = 0;
-            }
-            account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, lots, ct);
         }
+        // A retry replays the first response even if the card was blocked since.
+        if (Idempotency.Replayable(stored, key, "purchase", hash) is { } replayable)
+        {
+            return (Json.Deserialize<PurchaseResponse>(replayable.ResponseJson), true);
+        }
+        long memberId;
+        long? cardId = null;
+        if (existing is null || existing.RequestHash != hash)
+        {
+            memberId = body.MemberId ?? 0;
+            if (body.CardNumber is not null)
+            {
+                RejectUnusable(card?.Status);
+                (memberId, cardId) = (card!.MemberId, card.Id);
+            }
+            if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+        }
+        else
+        {
+            memberId = 0;
+        }
+        var account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, lots, ct);
         if (existing is not null)
         {
             if (existing.RequestHash != hash)

@@ -203,33 +203,40 @@ public static class RefundEndpoints
         // counters again (a concurrent refund of the same purchase has now either committed and is
         // seen, or not started), any earlier attempt, and what this refund may change. Whether the
         // purchase redeemed or earned points never changes after it is recorded.
+        var readLines = body.Lines is not null;
+        var readAllocations = purchase.PointsRedeemed > 0;
+        var readEarnLot = purchase.EarnLotId is not null;
         var reads = new SqlBatch(db);
         PointsAccount.AddOpenTo(reads, purchase.MemberId, now);
         reads.Add(PurchaseSql, new { Id = purchaseId });
         Idempotency.AddFindTo(reads, caller.ClientKey, key);
         reads.Add(ExistingSql, new { StoreId = storeId, body.RefundNumber });
-        if (body.Lines is not null) reads.Add(LinesSql, new { PurchaseId = purchaseId });
-        if (purchase.PointsRedeemed > 0) reads.Add(AllocationsSql, new { PurchaseId = purchaseId });
-        if (purchase.EarnLotId is { } earnLotId) PointsAccount.AddLotTo(reads, earnLotId, purchase.MemberId);
-        PointsAccount account;
+        if (readLines) reads.Add(LinesSql, new { PurchaseId = purchaseId });
+        if (readAllocations) reads.Add(AllocationsSql, new { PurchaseId = purchaseId });
+        if (readEarnLot) PointsAccount.AddLotTo(reads, purchase.EarnLotId!.Value, purchase.MemberId);
+        long? debt;
+        List<PointLot> lots;
+        Idempotency.Stored? stored;
         ExistingRefund? existing;
         Dictionary<int, LineRow> lines = [];
         List<AllocationRow> allocations = [];
         PointLot? earnLot = null;
+        // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            var (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
-            if (debt is null) throw DomainRejection.NotFound("Member");
-            account = PointsAccount.Opened(db, connection, tx, purchase.MemberId, now, caller.ClientName, debt.Value, lots, ct);
+            (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
             purchase = await grid.ReadSingleAsync<PurchaseRow>();
-            if (await Idempotency.ReadFoundAsync(grid, key, operation, hash) is { } stored)
-            {
-                return (Json.Deserialize<RefundResponse>(stored.ResponseJson), true);
-            }
+            stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingRefund>();
-            if (body.Lines is not null) lines = (await grid.ReadAsync<LineRow>()).ToDictionary(l => l.LineNo);
-            if (purchase.PointsRedeemed > 0) allocations = (await grid.ReadAsync<AllocationRow>()).ToList();
-            if (purchase.EarnLotId is not null) earnLot = await grid.ReadSingleOrDefaultAsync<PointLot>();
+            if (readLines) lines = (await grid.ReadAsync<LineRow>()).ToDictionary(l => l.LineNo);
+            if (readAllocations) allocations = (await grid.ReadAsync<AllocationRow>()).ToList();
+            if (readEarnLot) earnLot = await grid.ReadSingleOrDefaultAsync<PointLot>();
+        }
+        if (debt is null) throw DomainRejection.NotFound("Member");
+        var account = PointsAccount.Opened(db, connection, tx, purchase.MemberId, now, caller.ClientName, debt.Value, lots, ct);
+        if (Idempotency.Replayable(stored, key, operation, hash) is { } replayable)
+        {
+            return (Json.Deserialize<RefundResponse>(replayable.ResponseJson), true);
         }
         if (existing is not null)
         {
