@@ -133,11 +133,13 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         }
     }
 
+    private int ParameterLimit => maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
+
     public async Task ExecuteAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
         RefuseAfterCommit(tx);
         if (Count == 0) return;
-        var limit = maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
+        var limit = ParameterLimit;
         if (_args.Items.Count <= limit)
         {
             await connection.ExecuteAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
@@ -166,8 +168,7 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     public async Task ExecuteAndCommitAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
         RefuseAfterCommit(tx);
-        var limit = maxParameters > 0 ? maxParameters : db.Dialect.MaxParametersPerCommand;
-        if (db.Dialect.CommitInBatch is { } commit && _args.Items.Count <= limit)
+        if (db.Dialect.CommitInBatch is { } commit && _args.Items.Count <= ParameterLimit)
         {
             _sql.Append(commit).Append(";\n");
             Count++;
