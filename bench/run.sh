@@ -4,10 +4,10 @@
 # Builds the service in Release, starts a private PostgreSQL with durable commits (fsync and
 # synchronous_commit on, as production runs), seeds a realistic program (BENCH_MEMBERS members with
 # cards and points, 8 stores with a pos key each), measures PostgreSQL's own ceiling with pgbench
-# (TPC-B, the same client count, before and after the service's runs) and pgbench's own latency at
-# the fixed rate, then drives the service over HTTP from a separate process with a POS mix (quote +
-# purchase, 30% paying with points, balance look-ups, a few refunds), closed loop and at a fixed
-# rate. Then the same service on SQLite. Figures go to stdout and bench/results/.
+# (TPC-B, the same client count, before and after the service's runs), then drives the service over
+# HTTP from a separate process with a POS mix (quote + purchase, 30% paying with points, balance
+# look-ups, a few refunds), closed loop and at a fixed rate, the fixed rate alternating with
+# pgbench at that rate for the database's own latency. Then the same service on SQLite. Figures go to stdout and bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -121,13 +121,52 @@ run_provider() { # provider connection-string label
     say "costliest statements (warm-up and run): calls, total ms, mean ms, rows, query"
     psql_ -d loyalty_bench -F ' | ' -c "SELECT calls, round(total_exec_time::numeric), round(mean_exec_time::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" | tee -a "$report"
   fi
-  # Both fixed-rate runs (pgbench's and the service's) start right after a checkpoint, so neither
-  # pays for the other's dirty pages.
-  [ "$provider" = Postgres ] && psql_ -c "CHECKPOINT"
-  driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" >"$work/rate-$label.txt"
-  say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
-  tee -a "$report" <"$work/rate-$label.txt"
+  if [ "$provider" = Postgres ] && [ "$PGBENCH" = 1 ]; then
+    fixed_rate_beside_pgbench "$label"
+  else
+    driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" "$work/rate-$label.ms" >"$work/rate-$label.txt"
+    say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
+    tee -a "$report" <"$work/rate-$label.txt"
+  fi
   stop_service
+}
+
+# Latency percentiles of one number (ms) per line, nearest rank, as the driver counts them.
+percentiles() {
+  sort -n | awk 'function at(q,  i) { i = int(NR * q); if (i < NR * q) i++; if (i < 1) i = 1; return a[i] }
+    {a[NR] = $1} END {printf "n=%d p50=%.2fms p95=%.2fms p99=%.2fms max=%.2fms", NR, at(0.5), at(0.95), at(0.99), a[NR]}'
+}
+p99_of() { percentiles | sed 's/.*p99=\([0-9.]*\)ms.*/\1/'; }
+# pgbench's latency at the fixed rate, counted like the driver counts, from the scheduled start:
+# pgbench logs the time and, separately, how late the transaction started (schedule lag, 7th
+# column); the two are added.
+# Its first 5 seconds are left out, like the driver's warm-up: new connections start with cold caches.
+pgbench_rate_slice() { # seconds log-prefix
+  local from
+  from=$(awk -v t="$(date +%s.%N)" 'BEGIN{printf "%.6f", t + 5}')
+  (cd "$work" && pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -R "$RATE" -T "$(($1 + 5))" -l --log-prefix="$2" pgbench >/dev/null 2>&1)
+  cat "$2".* | awk -v from="$from" '$5 + $6 / 1e6 >= from {print ($3 + (NF >= 7 ? $7 : 0)) / 1000.0}'
+}
+# The fixed-rate run and the database's own latency at that rate, in alternating slices: this
+# machine's stalls come and go over minutes, so the service's tail is compared with pgbench's from
+# the same minutes. Both start after a checkpoint, so neither pays for the other's dirty pages.
+fixed_rate_beside_pgbench() { # label
+  local slices=${BENCH_RATE_SLICES:-3} i len
+  len=$((SECONDS_RUN / slices))
+  psql_ -c "CHECKPOINT"
+  : >"$work/rate-$1.ms"; : >"$work/pgbench-rate.ms"
+  say "-- $1, fixed rate $RATE purchases/s, $slices slices of ${len}s, each after ${len}s of pgbench TPC-B at the same rate (5s warm-up each)"
+  for i in $(seq 1 "$slices"); do
+    pgbench_rate_slice "$len" "$work/pgbench-slice-$i" >"$work/pgbench-slice-$i.ms"
+    cat "$work/pgbench-slice-$i.ms" >>"$work/pgbench-rate.ms"
+    driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$len" "$work/rate-slice-$i.ms" >"$work/rate-slice-$i.txt"
+    cat "$work/rate-slice-$i.ms" >>"$work/rate-$1.ms"
+    say "slice $i: pgbench p99 $(p99_of <"$work/pgbench-slice-$i.ms") ms, service p99 $(p99_of <"$work/rate-slice-$i.ms") ms; $(grep -E '^statuses' "$work/rate-slice-$i.txt")"
+  done
+  { echo "purchases_per_second=$RATE"; echo "purchase: $(percentiles <"$work/rate-$1.ms")"; } >"$work/rate-$1.txt"
+  say "service, all slices: $(percentiles <"$work/rate-$1.ms")"
+  pgbench_latency=$(percentiles <"$work/pgbench-rate.ms")
+  say "pgbench, all slices: $pgbench_latency"
 }
 
 # PostgreSQL's own ceiling, closed loop with the same client count. The machine's speed drifts over
@@ -142,15 +181,6 @@ pgbench_closed() { # label
   echo "$m0 $m1" | awk -v n="$(nproc)" -v t="$tps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / t}' >"$work/pgbench-$1.cpu"
   echo "$tps"
 }
-# PostgreSQL's own latency at the fixed rate: the floor under the service's fixed-rate percentiles.
-# Counted like the driver counts, from the scheduled start: pgbench logs the time and, separately,
-# how late the transaction started (schedule lag, 7th column); the two are added.
-pgbench_rate() {
-  psql_ -c "CHECKPOINT"
-  (cd "$work" && pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -R "$RATE" -T "$SECONDS_RUN" -l --log-prefix="$work/pgbench-latency" pgbench >/dev/null 2>&1)
-  cat "$work"/pgbench-latency* | awk '{print ($3 + (NF >= 7 ? $7 : 0)) / 1000.0}' | sort -n |
-    awk '{a[NR] = $1} END {printf "n=%d p50=%.2fms p95=%.2fms p99=%.2fms max=%.2fms", NR, a[int(NR * 0.5)], a[int(NR * 0.95)], a[int(NR * 0.99)], a[NR]}'
-}
 pgbench_before=0 pgbench_after=0 pgbench_tps=0 pgbench_latency="not measured"
 if [ "$PGBENCH" = 1 ]; then
   echo "bench: pgbench"
@@ -158,8 +188,6 @@ if [ "$PGBENCH" = 1 ]; then
   pgbench_before=$(pgbench_closed before)
   say ""
   say "-- pgbench TPC-B, $CLIENTS clients, ${SECONDS_RUN}s, before the service: tps=$pgbench_before"
-  pgbench_latency=$(pgbench_rate)
-  say "-- pgbench TPC-B at a fixed $RATE transactions/s for ${SECONDS_RUN}s: $pgbench_latency"
 fi
 
 pg_pps=0 sqlite_pps=0
@@ -192,6 +220,6 @@ if [ "$PGBENCH" = 1 ] && [ -s "$work/load-postgres.cpu" ]; then
   say "machine CPU per transaction: pgbench $pgb_cpu ms, POS checkout $(cat "$work/load-postgres.cpu") ms: CPU-normalised ratio $(awk -v a="$pgb_cpu" -v b="$(cat "$work/load-postgres.cpu")" 'BEGIN{printf "%.2f", a / b}')"
 fi
 say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
-say "pgbench TPC-B fixed rate $RATE/s, the database alone: $pgbench_latency"
+say "pgbench TPC-B fixed rate $RATE/s, the database alone, in the same minutes: $pgbench_latency"
 say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
 echo "bench: report in $report"

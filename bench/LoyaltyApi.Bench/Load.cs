@@ -35,6 +35,8 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
             }
         }
 
+        public IReadOnlyList<double> Latencies(string op) => _latencies.TryGetValue(op, out var list) ? list : [];
+
         public int Count(string op, int status) => _statuses.GetValueOrDefault($"{op} {status}");
         public IReadOnlyDictionary<string, int> Statuses => _statuses;
 

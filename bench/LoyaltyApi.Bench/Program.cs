@@ -26,10 +26,12 @@ switch (args.FirstOrDefault())
         var load = new Load(new Uri(args[1]), File.ReadAllLines(args[2]), int.Parse(args[3]));
         var rec = await load.FixedRateAsync(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
         Report(rec, double.Parse(args[6]));
+        // Raw latencies, so slices run between pgbench's can be pooled and compared with it.
+        if (args.Length > 7) File.AppendAllLines(args[7], rec.Latencies("purchase").Select(ms => ms.ToString("F3", CultureInfo.InvariantCulture)));
         return 0;
     }
     default:
-        Console.Error.WriteLine("usage: seed <Postgres|Sqlite> <cs> <members> <keysFile> | load <url> <keysFile> <members> <clients> <warmupS> <durationS> | rate <url> <keysFile> <members> <perSecond> <warmupS> <durationS>");
+        Console.Error.WriteLine("usage: seed <Postgres|Sqlite> <cs> <members> <keysFile> | load <url> <keysFile> <members> <clients> <warmupS> <durationS> | rate <url> <keysFile> <members> <perSecond> <warmupS> <durationS> [latencyFile]");
         return 2;
 }
 
