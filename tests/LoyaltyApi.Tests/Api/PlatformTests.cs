@@ -1,6 +1,9 @@
 using System.Net;
 using System.Text.Json;
 using LoyaltyApi.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace LoyaltyApi.Tests.Api;
@@ -45,5 +48,16 @@ public abstract class PlatformTests(ApiFixture fx) : ApiTests(fx)
         var r = await Fx.Anonymous.GetAsync("/swagger/index.html");
 
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+
+    [Fact]
+    public void SettingsFilesAreReadOnceAndNotWatched()
+    {
+        // A watcher over the content root would wake on every write to SQLite's default App_Data.
+        var root = (IConfigurationRoot)Fx.Factory.Services.GetRequiredService<IConfiguration>();
+        var files = root.Providers.OfType<JsonConfigurationProvider>().ToList();
+
+        Assert.Contains(files, f => f.Source.Path == "appsettings.json");
+        Assert.All(files, f => Assert.False(f.Source.ReloadOnChange, $"{f.Source.Path} is watched for changes"));
     }
 }
