@@ -116,6 +116,8 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
         Assert.True(replay.Headers.Contains("Idempotent-Replayed"));
         await AssertProblemAsync(other, HttpStatusCode.Conflict, "idempotency_key_reused", "Idempotency-Key");
         Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
+        // The key's record holds the request's hash only: the replay is the purchase's own stored response.
+        Assert.Equal("", await Fx.ScalarAsync<string>("SELECT response_json FROM idempotency_keys WHERE idem_key = @key", new { key }));
     }
 
     private Task<HttpResponseMessage> SendWithKeyAsync(string key, object body)

@@ -351,10 +351,13 @@ public static class PurchaseEndpoints
             existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
             ids = await grid.ReadSingleAsync<NewIds>();
         }
-        // A retry replays the first response even if the card was blocked since.
+        // A retry replays the first response even if the card was blocked since. The same body names the
+        // same store and receipt, so the response is the purchase's own (records written before kept a copy).
         if (Idempotency.Replayable(stored, key, "purchase", hash) is { } replayable)
         {
-            return (Json.Deserialize<PurchaseResponse>(replayable.ResponseJson), true);
+            var first = existing?.ResponseJson is { Length: > 0 } own ? own : replayable.ResponseJson;
+            if (first.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
+            return (Json.Deserialize<PurchaseResponse>(first), true);
         }
         long memberId;
         long? cardId = null;
@@ -381,7 +384,7 @@ public static class PurchaseEndpoints
                     "This store already recorded this receipt number with different contents.", "receiptNumber");
             }
             var replay = new SqlBatch(db);
-            Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, existing.ResponseJson, now);
+            Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, Idempotency.ResponseOfTheRecord, now);
             await replay.ExecuteAsync(connection, tx, ct);
             return (Json.Deserialize<PurchaseResponse>(existing.ResponseJson), true);
         }
@@ -425,7 +428,7 @@ public static class PurchaseEndpoints
             MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
         }).ToArray());
         account.Flush(writes);
-        Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, json, now);
+        Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, Idempotency.ResponseOfTheRecord, now);
         await writes.ExecuteAndCommitAsync(connection, tx, ct);
         return (response, false);
     }
