@@ -124,6 +124,7 @@ run_provider() { # provider connection-string label
   if [ "$provider" = Postgres ] && [ "$PGBENCH" = 1 ]; then
     fixed_rate_beside_pgbench "$label"
   else
+    [ "$provider" = Postgres ] && psql_ -c "CHECKPOINT"
     driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" "$work/rate-$label.ms" >"$work/rate-$label.txt"
     say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
     tee -a "$report" <"$work/rate-$label.txt"
@@ -137,33 +138,37 @@ percentiles() {
     {a[NR] = $1} END {printf "n=%d p50=%.2fms p95=%.2fms p99=%.2fms max=%.2fms", NR, at(0.5), at(0.95), at(0.99), a[NR]}'
 }
 p99_of() { percentiles | sed 's/.*p99=\([0-9.]*\)ms.*/\1/'; }
-# pgbench's latency at the fixed rate, counted like the driver counts, from the scheduled start:
-# pgbench logs the time and, separately, how late the transaction started (schedule lag, 7th
-# column); the two are added.
+# pgbench's latency at the fixed rate, counted like the driver counts, from the scheduled start: with
+# --rate, the time pgbench logs (3rd column) already runs from the schedule and includes the lag it
+# also logs on its own (7th column), so the lag is not added again.
 # Its first 5 seconds are left out, like the driver's warm-up: new connections start with cold caches.
 pgbench_rate_slice() { # seconds log-prefix
   local from
   from=$(awk -v t="$(date +%s.%N)" 'BEGIN{printf "%.6f", t + 5}')
-  (cd "$work" && pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -R "$RATE" -T "$(($1 + 5))" -l --log-prefix="$2" pgbench >/dev/null 2>&1)
-  cat "$2".* | awk -v from="$from" '$5 + $6 / 1e6 >= from {print ($3 + (NF >= 7 ? $7 : 0)) / 1000.0}'
+  if ! (cd "$work" && pgbench -h 127.0.0.1 -p "$pg_port" -U postgres -c "$CLIENTS" -j 2 -R "$RATE" -T "$(($1 + 5))" -l --log-prefix="$2" pgbench >"$2.out" 2>&1); then
+    echo "bench: pgbench at a fixed rate failed" >&2; cat "$2.out" >&2; exit 1
+  fi
+  cat "$2".[0-9]* | awk -v from="$from" '$5 + $6 / 1e6 >= from {print $3 / 1000.0}'
 }
 # The fixed-rate run and the database's own latency at that rate, in alternating slices: this
 # machine's stalls come and go over minutes, so the service's tail is compared with pgbench's from
-# the same minutes. Both start after a checkpoint, so neither pays for the other's dirty pages.
+# the same minutes. Each slice starts after a checkpoint, so neither pays for the other's dirty pages.
 fixed_rate_beside_pgbench() { # label
   local slices=${BENCH_RATE_SLICES:-3} i len
-  len=$((SECONDS_RUN / slices))
-  psql_ -c "CHECKPOINT"
+  [ "$slices" -ge 1 ] || slices=1
+  len=$((SECONDS_RUN / slices)); [ "$len" -ge 1 ] || len=1
   : >"$work/rate-$1.ms"; : >"$work/pgbench-rate.ms"
   say "-- $1, fixed rate $RATE purchases/s, $slices slices of ${len}s, each after ${len}s of pgbench TPC-B at the same rate (5s warm-up each)"
   for i in $(seq 1 "$slices"); do
+    psql_ -c "CHECKPOINT"
     pgbench_rate_slice "$len" "$work/pgbench-slice-$i" >"$work/pgbench-slice-$i.ms"
     cat "$work/pgbench-slice-$i.ms" >>"$work/pgbench-rate.ms"
+    psql_ -c "CHECKPOINT"
     driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$len" "$work/rate-slice-$i.ms" >"$work/rate-slice-$i.txt"
     cat "$work/rate-slice-$i.ms" >>"$work/rate-$1.ms"
     say "slice $i: pgbench p99 $(p99_of <"$work/pgbench-slice-$i.ms") ms, service p99 $(p99_of <"$work/rate-slice-$i.ms") ms; $(grep -E '^statuses' "$work/rate-slice-$i.txt")"
   done
-  { echo "purchases_per_second=$RATE"; echo "purchase: $(percentiles <"$work/rate-$1.ms")"; } >"$work/rate-$1.txt"
+  echo "purchase: $(percentiles <"$work/rate-$1.ms")" >"$work/rate-$1.txt"
   say "service, all slices: $(percentiles <"$work/rate-$1.ms")"
   pgbench_latency=$(percentiles <"$work/pgbench-rate.ms")
   say "pgbench, all slices: $pgbench_latency"

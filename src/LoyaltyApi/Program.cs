@@ -12,10 +12,11 @@ using LoyaltyApi.Infrastructure;
 // appsettings*.json are read once, at start. Reloading them on change takes a watcher over the whole
 // content root, which holds SQLite's default App_Data: it woke on every write (measured with a SQLite
 // checkout: 36-40 -> 13-14 context switches in the service per purchase without it). An operator who
-// wants reloads sets DOTNET_hostBuilder__reloadConfigOnChange=true.
+// wants reloads says so in the environment or on the command line, which comes later and wins.
 var builder = WebApplication.CreateBuilder(
     Environment.GetEnvironmentVariable("DOTNET_hostBuilder__reloadConfigOnChange") is null
-        ? [.. args, "--hostBuilder:reloadConfigOnChange=false"]
+    && Environment.GetEnvironmentVariable("ASPNETCORE_hostBuilder__reloadConfigOnChange") is null
+        ? ["--hostBuilder:reloadConfigOnChange=false", .. args]
         : args);
 
 // A rule stops at its first failure, so later checks never see a null the first one rejected.

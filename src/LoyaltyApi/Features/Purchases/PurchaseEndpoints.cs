@@ -352,10 +352,13 @@ public static class PurchaseEndpoints
             ids = await grid.ReadSingleAsync<NewIds>();
         }
         // A retry replays the first response even if the card was blocked since. The same body names the
-        // same store and receipt, so the response is the purchase's own (records written before kept a copy).
+        // same store and receipt, so the response is the purchase's own (records written before kept a copy);
+        // purchases are never deleted, so a record always finds its purchase.
         if (Idempotency.Replayable(stored, key, "purchase", hash) is { } replayable)
         {
-            var first = existing?.ResponseJson is { Length: > 0 } own ? own : replayable.ResponseJson;
+            var first = existing is { ResponseJson.Length: > 0 } && existing.RequestHash == hash
+                ? existing.ResponseJson
+                : replayable.ResponseJson;
             if (first.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
             return (Json.Deserialize<PurchaseResponse>(first), true);
         }
