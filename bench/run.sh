@@ -7,7 +7,8 @@
 # (TPC-B, the same client count, before and after the service's runs), then drives the service over
 # HTTP from a separate process with a POS mix (quote + purchase, 30% paying with points, balance
 # look-ups, a few refunds), closed loop and at a fixed rate, the fixed rate alternating with
-# pgbench at that rate for the database's own latency. Then the same service on SQLite. Figures go to stdout and bench/results/.
+# pgbench at that rate for the database's own latency. Then the same service on SQLite. Figures go
+# to stdout and bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +50,9 @@ dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nolog
 driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
 # The closed loop's driver runs its socket continuations on the event thread: it never blocks, and each
 # hand-off to a pool thread is a context switch the service and PostgreSQL pay for on a small machine
-# (measured here over six alternating pairs: driver CPU per checkout 0.37-0.58 ms -> 0.30-0.42 ms). The fixed-rate runs keep the
-# default, so their latencies are never queued behind another response on the event thread.
+# (measured here over six alternating pairs: driver CPU per checkout 0.37-0.58 ms -> 0.30-0.42 ms).
+# The fixed-rate runs keep the default, so their latencies are never queued behind another response
+# on the event thread.
 closed_loop_driver() { DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 driver "$@"; }
 
 pg_port=55500

@@ -17,11 +17,11 @@ public static class Idempotency
     public const string ReplayedHeader = "Idempotent-Replayed";
 
     /// <summary>
-    /// What a record stores for work that keeps its own response (a purchase): nothing. A replay with the key
+    /// The response a record stores for work that keeps its own (a purchase): none. A replay with the key
     /// carries the same body, finds the work by its business key and replays its response, so the record
     /// holds only the request's hash and the response JSON is not written twice.
     /// </summary>
-    public const string ResponseOfTheRecord = "";
+    public const string NoStoredResponse = "";
 
     public sealed class Stored
     {

@@ -387,7 +387,7 @@ public static class PurchaseEndpoints
                     "This store already recorded this receipt number with different contents.", "receiptNumber");
             }
             var replay = new SqlBatch(db);
-            Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, Idempotency.ResponseOfTheRecord, now);
+            Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
             await replay.ExecuteAsync(connection, tx, ct);
             return (Json.Deserialize<PurchaseResponse>(existing.ResponseJson), true);
         }
@@ -431,7 +431,7 @@ public static class PurchaseEndpoints
             MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
         }).ToArray());
         account.Flush(writes);
-        Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, Idempotency.ResponseOfTheRecord, now);
+        Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
         await writes.ExecuteAndCommitAsync(connection, tx, ct);
         return (response, false);
     }
