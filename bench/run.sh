@@ -48,12 +48,6 @@ echo "bench: building"
 dotnet publish src/LoyaltyApi -c Release -o "$work/app" -v quiet -nologo >/dev/null
 dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nologo >/dev/null
 driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
-# The closed loop's driver runs its socket continuations on the event thread: it never blocks, and each
-# hand-off to a pool thread is a context switch the service and PostgreSQL pay for on a small machine
-# (measured here over six alternating pairs: driver CPU per checkout 0.37-0.58 ms -> 0.30-0.42 ms).
-# The fixed-rate runs keep the default, so their latencies are never queued behind another response
-# on the event thread.
-closed_loop_driver() { DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 driver "$@"; }
 
 pg_port=55500
 while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do pg_port=$((pg_port + 1)); done
@@ -104,7 +98,7 @@ run_provider() { # provider connection-string label
   [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ] && psql_ -d loyalty_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
   local m0 m1
   t0=$(date +%s.%N); c0=$(cpu_ticks); p0=$(pg_ticks); m0=$(machine_ticks)
-  closed_loop_driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
+  driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
   t1=$(date +%s.%N); c1=$(cpu_ticks); p1=$(pg_ticks); m1=$(machine_ticks)
   say ""
   say "-- $label, closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"

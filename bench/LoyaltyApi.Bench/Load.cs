@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
+using System.Net.Sockets;
 using System.Text;
 
 namespace LoyaltyApi.Bench;
@@ -8,13 +8,6 @@ namespace LoyaltyApi.Bench;
 /// <summary>A POS terminal's traffic: quote then purchase (some paying with points), balance look-ups, a few refunds.</summary>
 public sealed class Load(Uri baseUrl, string[] keys, int members)
 {
-    private readonly HttpClient _http = new(new SocketsHttpHandler
-    {
-        MaxConnectionsPerServer = 512,
-        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
-        UseProxy = false,
-    }) { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(30) };
-
     private long _receipt = Stopwatch.GetTimestamp();
 
     public sealed class Recorder
@@ -23,14 +16,14 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
         private readonly Dictionary<string, int> _statuses = new();
         public volatile bool Measuring;
 
-        public void Add(string op, double ms, HttpStatusCode status)
+        public void Add(string op, double ms, int status)
         {
             if (!Measuring) return;
             lock (this)
             {
                 if (!_latencies.TryGetValue(op, out var list)) _latencies[op] = list = new List<double>(100_000);
                 list.Add(ms);
-                var key = $"{op} {(int)status}";
+                var key = $"{op} {status}";
                 _statuses[key] = _statuses.GetValueOrDefault(key) + 1;
             }
         }
@@ -77,59 +70,60 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
 
     private static string Major(long minor) => (minor / 100m).ToString("0.00", CultureInfo.InvariantCulture);
 
-    private async Task<(HttpStatusCode Status, string Body)> SendAsync(HttpMethod method, string path, string key, string? body, string? idempotencyKey = null)
+    /// <summary>One recorded purchase on a till's connection: its status, and its id when created.</summary>
+    public (int Status, long PurchaseId) Purchase(TillConnection till, int client, Random rng, Recorder rec)
     {
-        using var request = new HttpRequestMessage(method, path);
-        request.Headers.Add("X-Api-Key", key);
-        if (idempotencyKey is not null) request.Headers.Add("Idempotency-Key", idempotencyKey);
-        if (body is not null) request.Content = new StringContent(body, Encoding.UTF8, "application/json");
-        using var response = await _http.SendAsync(request);
-        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        var (key, body, idempotencyKey) = NextPurchase(client, rng);
+        var q0 = Stopwatch.GetTimestamp();
+        till.Send("POST", "/v1/purchases/quote", key, null, body);
+        var (qs, _) = till.Receive();
+        rec.Add("quote", Stopwatch.GetElapsedTime(q0).TotalMilliseconds, qs);
+        var t0 = Stopwatch.GetTimestamp();
+        till.Send("POST", "/v1/purchases", key, idempotencyKey, body);
+        var (status, text) = till.Receive();
+        rec.Add("purchase", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, status);
+        return (status, status == 201 ? PurchaseIdOf(text) : 0);
     }
 
-    /// <summary>One recorded purchase: returns its status (and id when created).</summary>
-    public async Task<(HttpStatusCode Status, long PurchaseId)> PurchaseAsync(int client, Random rng, Recorder rec, bool quoteFirst, long? scheduledAt = null)
+    private (string Key, string Body, string IdempotencyKey) NextPurchase(int client, Random rng)
     {
         var store = client % 8 + 1;
-        var key = keys[client % 8];
-        var member = rng.NextInt64(1, members + 1);
         var receipt = NextReceipt();
         var redeem = rng.NextDouble() < 0.3 ? 100 : 0;
-        var body = PurchaseBody(store, member, receipt, rng, redeem);
-        if (quoteFirst)
-        {
-            var q0 = Stopwatch.GetTimestamp();
-            var (qs, _) = await SendAsync(HttpMethod.Post, "/v1/purchases/quote", key, body);
-            rec.Add("quote", Stopwatch.GetElapsedTime(q0).TotalMilliseconds, qs);
-        }
-        var t0 = scheduledAt ?? Stopwatch.GetTimestamp();
-        var (status, text) = await SendAsync(HttpMethod.Post, "/v1/purchases", key, body, $"{store}-{receipt}");
-        rec.Add("purchase", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, status);
-        if (status != HttpStatusCode.Created) return (status, 0);
-        var at = text.IndexOf("\"purchaseId\":", StringComparison.Ordinal) + 13;
-        var end = text.IndexOf(',', at);
-        return (status, long.Parse(text.AsSpan(at, end - at), CultureInfo.InvariantCulture));
+        var body = PurchaseBody(store, rng.NextInt64(1, members + 1), receipt, rng, redeem);
+        return (keys[client % 8], body, $"{store}-{receipt}");
     }
 
-    public async Task ClientLoopAsync(int client, int seed, Recorder rec, CancellationToken stop)
+    private static long PurchaseIdOf(string text)
+    {
+        var at = text.IndexOf("\"purchaseId\":", StringComparison.Ordinal) + 13;
+        var end = text.IndexOf(',', at);
+        return long.Parse(text.AsSpan(at, end - at), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>A till in the closed loop: each request waits for the one before it.</summary>
+    public void TillLoop(int client, int seed, Recorder rec, CancellationToken stop)
     {
         var rng = new Random(seed);
         var key = keys[client % 8];
         var recent = new Queue<long>();
+        TillConnection? till = null;
         while (!stop.IsCancellationRequested)
         {
             var r = rng.NextDouble();
             try
             {
+                if (till is not { Open: true }) { till?.Dispose(); till = new TillConnection(baseUrl); }
                 if (r < 0.80)
                 {
-                    var (status, id) = await PurchaseAsync(client, rng, rec, quoteFirst: true);
-                    if (status == HttpStatusCode.Created) { recent.Enqueue(id); if (recent.Count > 50) recent.Dequeue(); }
+                    var (status, id) = Purchase(till, client, rng, rec);
+                    if (status == 201) { recent.Enqueue(id); if (recent.Count > 50) recent.Dequeue(); }
                 }
                 else if (r < 0.95)
                 {
                     var t0 = Stopwatch.GetTimestamp();
-                    var (s, _) = await SendAsync(HttpMethod.Get, $"/v1/cards/{Seed.CardBase + rng.NextInt64(1, members + 1)}", key, null);
+                    till.Send("GET", $"/v1/cards/{Seed.CardBase + rng.NextInt64(1, members + 1)}", key, null, null);
+                    var (s, _) = till.Receive();
                     rec.Add("balance", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, s);
                 }
                 else if (recent.Count > 0)
@@ -139,55 +133,129 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
                         ? $"{{\"refundNumber\":\"F{id}\",\"occurredAt\":\"{DateTime.UtcNow:O}\",\"amount\":1.00}}"
                         : $"{{\"refundNumber\":\"F{id}\",\"occurredAt\":\"{DateTime.UtcNow:O}\"}}";
                     var t0 = Stopwatch.GetTimestamp();
-                    var (s, _) = await SendAsync(HttpMethod.Post, $"/v1/purchases/{id}/refunds", key, body);
+                    till.Send("POST", $"/v1/purchases/{id}/refunds", key, null, body);
+                    var (s, _) = till.Receive();
                     rec.Add("refund", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, s);
                 }
             }
-            catch (HttpRequestException)
+            catch (Exception e) when (e is IOException or SocketException)
             {
                 rec.Add("transport-error", 0, 0);
-            }
-            catch (TaskCanceledException) when (!stop.IsCancellationRequested)
-            {
-                rec.Add("timeout", 0, 0);
+                till?.Dispose();
+                till = null;
             }
         }
+        till?.Dispose();
     }
 
-    public async Task<Recorder> ClosedLoopAsync(int clients, TimeSpan warmup, TimeSpan duration)
+    public Recorder ClosedLoop(int clients, TimeSpan warmup, TimeSpan duration)
     {
         var rec = new Recorder();
         using var stop = new CancellationTokenSource();
-        var tasks = Enumerable.Range(0, clients).Select(i => Task.Run(() => ClientLoopAsync(i, 1000 + i, rec, stop.Token))).ToArray();
-        await Task.Delay(warmup);
+        var tills = Enumerable.Range(0, clients).Select(i => new Thread(() => TillLoop(i, 1000 + i, rec, stop.Token)) { IsBackground = true }).ToArray();
+        foreach (var t in tills) t.Start();
+        Thread.Sleep(warmup);
         rec.Measuring = true;
-        await Task.Delay(duration);
+        Thread.Sleep(duration);
         rec.Measuring = false;
         stop.Cancel();
-        try { await Task.WhenAll(tasks); } catch (OperationCanceledException) { }
+        foreach (var t in tills) t.Join();
         return rec;
     }
 
-    /// <summary>Open loop: purchases start on a fixed schedule, and latency counts from the scheduled start (no coordinated omission).</summary>
-    public async Task<Recorder> FixedRateAsync(int perSecond, TimeSpan warmup, TimeSpan duration)
+    /// <summary>
+    /// Open loop: purchases start on a fixed schedule, and latency counts from the scheduled start (no
+    /// coordinated omission). The scheduler sends each purchase on an idle till connection whose thread
+    /// is already waiting for the response, or opens another connection when every one is busy.
+    /// </summary>
+    public Recorder FixedRate(int perSecond, TimeSpan warmup, TimeSpan duration)
     {
         var rec = new Recorder();
         var rng = new Random(42);
-        var running = new List<Task>();
+        var idle = new System.Collections.Concurrent.ConcurrentQueue<OpenTill>();
+        var all = new List<OpenTill>();
+        OpenTill Open()
+        {
+            var till = new OpenTill(new TillConnection(baseUrl), rec, idle);
+            all.Add(till);
+            return till;
+        }
+        for (var i = 0; i < 16; i++) idle.Enqueue(Open());
         var start = Stopwatch.GetTimestamp();
         var total = (int)((warmup + duration).TotalSeconds * perSecond);
         var warmupCount = (int)(warmup.TotalSeconds * perSecond);
         for (var i = 0; i < total; i++)
         {
             var due = start + (long)(i * (double)Stopwatch.Frequency / perSecond);
-            var wait = due - Stopwatch.GetTimestamp();
-            if (wait > 0) await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+            long wait;
+            while ((wait = due - Stopwatch.GetTimestamp()) > 0) Thread.Sleep(Math.Max(1, (int)(wait * 1000 / Stopwatch.Frequency)));
             if (i == warmupCount) rec.Measuring = true;
-            var client = i;
-            var local = new Random(rng.Next());
-            running.Add(Task.Run(() => PurchaseAsync(client, local, rec, quoteFirst: false, scheduledAt: due)));
+            var (key, body, idempotencyKey) = NextPurchase(i, new Random(rng.Next()));
+            if (!idle.TryDequeue(out var till)) till = Open();
+            till.Start(due, key, body, idempotencyKey);
         }
-        await Task.WhenAll(running);
+        foreach (var till in all) till.Finish();
         return rec;
+    }
+
+    /// <summary>A connection of the open loop with its own thread, which blocks reading the next response.</summary>
+    private sealed class OpenTill
+    {
+        private readonly TillConnection _connection;
+        private readonly Recorder _rec;
+        private readonly System.Collections.Concurrent.ConcurrentQueue<OpenTill> _idle;
+        private readonly Thread _thread;
+        private readonly SemaphoreSlim _done = new(0);
+        private long _due;
+        private int _outstanding;
+
+        public OpenTill(TillConnection connection, Recorder rec, System.Collections.Concurrent.ConcurrentQueue<OpenTill> idle)
+        {
+            (_connection, _rec, _idle) = (connection, rec, idle);
+            _thread = new Thread(Run) { IsBackground = true };
+            _thread.Start();
+        }
+
+        public void Start(long due, string key, string body, string idempotencyKey)
+        {
+            Volatile.Write(ref _due, due);
+            Interlocked.Increment(ref _outstanding);
+            try
+            {
+                _connection.Send("POST", "/v1/purchases", key, idempotencyKey, body);
+            }
+            catch (Exception e) when (e is IOException or SocketException)
+            {
+                _rec.Add("transport-error", 0, 0);
+            }
+        }
+
+        private void Run()
+        {
+            try
+            {
+                while (true)
+                {
+                    var (status, _) = _connection.Receive();
+                    _rec.Add("purchase", Stopwatch.GetElapsedTime(Volatile.Read(ref _due)).TotalMilliseconds, status);
+                    Interlocked.Decrement(ref _outstanding);
+                    if (!_connection.Open) break;
+                    _idle.Enqueue(this);
+                }
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+            {
+                if (Volatile.Read(ref _outstanding) > 0) _rec.Add("transport-error", 0, 0);
+            }
+            _done.Release();
+        }
+
+        /// <summary>Waits for the last response (the connection's read timeout bounds it), then closes the connection.</summary>
+        public void Finish()
+        {
+            while (Volatile.Read(ref _outstanding) > 0 && _thread.IsAlive) Thread.Sleep(5);
+            _connection.Dispose();
+            _done.Wait();
+        }
     }
 }

@@ -15,7 +15,7 @@ switch (args.FirstOrDefault())
     {
         var load = new Load(new Uri(args[1]), File.ReadAllLines(args[2]), int.Parse(args[3]));
         var started = (Wall: System.Diagnostics.Stopwatch.GetTimestamp(), Cpu: Environment.CpuUsage.TotalTime);
-        var rec = await load.ClosedLoopAsync(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
+        var rec = load.ClosedLoop(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
         Report(rec, double.Parse(args[6]));
         // The driver shares the machine: its own CPU is what the service and the database did not get.
         Console.WriteLine($"driver CPU: {(Environment.CpuUsage.TotalTime - started.Cpu).TotalSeconds / System.Diagnostics.Stopwatch.GetElapsedTime(started.Wall).TotalSeconds:F2} cores busy on average");
@@ -24,7 +24,7 @@ switch (args.FirstOrDefault())
     case "rate":
     {
         var load = new Load(new Uri(args[1]), File.ReadAllLines(args[2]), int.Parse(args[3]));
-        var rec = await load.FixedRateAsync(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
+        var rec = load.FixedRate(int.Parse(args[4]), TimeSpan.FromSeconds(double.Parse(args[5])), TimeSpan.FromSeconds(double.Parse(args[6])));
         Report(rec, double.Parse(args[6]));
         // Raw latencies, so slices run between pgbench's can be pooled and compared with it.
         if (args.Length > 7) File.AppendAllLines(args[7], rec.Latencies("purchase").Select(ms => ms.ToString("F3", CultureInfo.InvariantCulture)));
