@@ -85,6 +85,22 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
 # Busy and idle ticks of the whole machine, to tell a CPU-bound run from a latency-bound one.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 pg_ticks() { local t=0 p; for p in $(head -n 1 "$work/pg/postmaster.pid") $(pgrep -P "$(head -n 1 "$work/pg/postmaster.pid")" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# The service's own counters (GET /v1/runtime, admin only) as "name value" lines.
+runtime_counters() {
+  exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+  printf 'GET /v1/runtime HTTP/1.0\r\nHost: localhost\r\nX-Api-Key: bench-admin-key\r\n\r\n' >&3
+  tail -n 1 <&3 | tr -d '{}"' | tr ',' '\n' | tr ':' ' '
+  exec 3<&-
+}
+# What the service spent per purchase between two reads of its counters: allocations, thread-pool
+# hand-offs (each a wake-up of another thread), collections and their pauses, CPU.
+runtime_per_purchase() { # before after purchases
+  awk -v n="$3" 'NR == FNR {a[$1] = $2; next} {d[$1] = $2 - a[$1]}
+    END {cpu = d["cpuUserMs"] + d["cpuKernelMs"]
+      printf "per purchase: %.1f KB allocated, %.1f thread-pool work items, %.4f gen0 / %.4f gen1 / %.4f gen2 collections, %.3f ms GC pause, %.2f ms CPU (%.0f%% in the kernel)",
+        d["allocatedBytes"] / 1024 / n, d["threadPoolWorkItems"] / n, d["gen0Collections"] / n, d["gen1Collections"] / n, d["gen2Collections"] / n,
+        d["gcPauseMs"] / n, cpu / n, (cpu > 0 ? 100 * d["cpuKernelMs"] / cpu : 0)}' "$1" "$2"
+}
 peak_mb() { awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$service_pid/status"; }
 stop_service() { kill "$service_pid"; wait "$service_pid" 2>/dev/null || true; service_pid=""; }
 
@@ -98,8 +114,10 @@ run_provider() { # provider connection-string label
   [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ] && psql_ -d loyalty_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
   local m0 m1
   t0=$(date +%s.%N); c0=$(cpu_ticks); p0=$(pg_ticks); m0=$(machine_ticks)
+  (sleep "$WARMUP"; runtime_counters >"$work/runtime-$label.0") &
   driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
   t1=$(date +%s.%N); c1=$(cpu_ticks); p1=$(pg_ticks); m1=$(machine_ticks)
+  runtime_counters >"$work/runtime-$label.1"
   say ""
   say "-- $label, closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"
   tee -a "$report" <"$work/load-$label.txt"
@@ -112,6 +130,8 @@ run_provider() { # provider connection-string label
   pg_cores=$(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.3f", (b - a) / hz / (e - s)}')
   [ "$provider" = Postgres ] && say "PostgreSQL CPU: $pg_cores cores busy on average"
   # Steadier than purchases/s on a shared machine: CPU spent per checkout (its quote, and its share of look-ups and refunds).
+  # Counted from the end of the warm-up: each purchase with its quote and its share of look-ups and refunds.
+  say "service, closed loop, $(runtime_per_purchase "$work/runtime-$label.0" "$work/runtime-$label.1" "$(awk -v p="$pps" -v s="$SECONDS_RUN" 'BEGIN{print p * s}')")"
   say "CPU per purchase: service $(awk -v c="$svc_cores" -v p="$pps" 'BEGIN{printf "%.2f", 1000 * c / p}') ms$([ "$provider" = Postgres ] && awk -v c="$pg_cores" -v p="$pps" 'BEGIN{printf ", PostgreSQL %.2f ms", 1000 * c / p}')"
   if [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ]; then
     say "costliest statements (warm-up and run): calls, total ms, mean ms, rows, query"
@@ -121,9 +141,12 @@ run_provider() { # provider connection-string label
     fixed_rate_beside_pgbench "$label"
   else
     [ "$provider" = Postgres ] && psql_ -c "CHECKPOINT"
+    runtime_counters >"$work/runtime-rate-$label.0"
     driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" "$work/rate-$label.ms" >"$work/rate-$label.txt"
+    runtime_counters >"$work/runtime-rate-$label.1"
     say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
     tee -a "$report" <"$work/rate-$label.txt"
+    say "service, fixed rate, $(runtime_per_purchase "$work/runtime-rate-$label.0" "$work/runtime-rate-$label.1" $((RATE * (5 + SECONDS_RUN))))"
   fi
   stop_service
 }
@@ -160,12 +183,16 @@ fixed_rate_beside_pgbench() { # label
     pgbench_rate_slice "$len" "$work/pgbench-slice-$i" >"$work/pgbench-slice-$i.ms"
     cat "$work/pgbench-slice-$i.ms" >>"$work/pgbench-rate.ms"
     psql_ -c "CHECKPOINT"
+    [ "$i" = 1 ] && runtime_counters >"$work/runtime-rate-$1.0"
     driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$len" "$work/rate-slice-$i.ms" >"$work/rate-slice-$i.txt"
+    [ "$i" = "$slices" ] && runtime_counters >"$work/runtime-rate-$1.1"
     cat "$work/rate-slice-$i.ms" >>"$work/rate-$1.ms"
     say "slice $i: pgbench p99 $(p99_of <"$work/pgbench-slice-$i.ms") ms, service p99 $(p99_of <"$work/rate-slice-$i.ms") ms; $(grep -E '^statuses' "$work/rate-slice-$i.txt")"
   done
   echo "purchase: $(percentiles <"$work/rate-$1.ms")" >"$work/rate-$1.txt"
   say "service, all slices: $(percentiles <"$work/rate-$1.ms")"
+  # From before the first slice to after the last: pgbench's slices in between leave the service idle.
+  say "service, fixed rate, $(runtime_per_purchase "$work/runtime-rate-$1.0" "$work/runtime-rate-$1.1" $((slices * RATE * (5 + len))))"
   pgbench_latency=$(percentiles <"$work/pgbench-rate.ms")
   say "pgbench, all slices: $pgbench_latency"
 }

@@ -4,6 +4,7 @@ using LoyaltyApi.Features.ApiClients;
 using LoyaltyApi.Features.Cards;
 using LoyaltyApi.Features.Members;
 using LoyaltyApi.Features.Merchants;
+using LoyaltyApi.Features.Operations;
 using LoyaltyApi.Features.Points;
 using LoyaltyApi.Features.ProgramSettings;
 using LoyaltyApi.Features.Purchases;
@@ -87,6 +88,7 @@ app.MapCards().WithAuthProblems();
 app.MapPurchases().WithAuthProblems();
 app.MapBalances().WithAuthProblems();
 PointsLifecycle.MapPointsLifecycle(app).WithAuthProblems();
+app.MapRuntime().WithAuthProblems();
 
 app.Run();
 

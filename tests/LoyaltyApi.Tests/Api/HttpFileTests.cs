@@ -31,7 +31,7 @@ public sealed partial class HttpFileTests(SqliteApiFixture fx) : ApiTests(fx), I
 
     [Fact]
     public void EveryFeatureHasAnHttpFile() =>
-        Assert.Superset(new HashSet<string> { "program.http", "merchants.http", "members.http", "purchases.http", "balances.http" },
+        Assert.Superset(new HashSet<string> { "program.http", "merchants.http", "members.http", "purchases.http", "balances.http", "operations.http" },
             Directory.GetFiles(Folder, "*.http").Select(Path.GetFileName).ToHashSet()!);
 
     [Theory]
@@ -40,6 +40,7 @@ public sealed partial class HttpFileTests(SqliteApiFixture fx) : ApiTests(fx), I
     [InlineData("members.http")]
     [InlineData("purchases.http")]
     [InlineData("balances.http")]
+    [InlineData("operations.http")]
     public async Task TheHttpFileRunsAsItIs(string file)
     {
         var overrides = new Dictionary<string, string>

@@ -60,4 +60,35 @@ public abstract class PlatformTests(ApiFixture fx) : ApiTests(fx)
         Assert.Contains(files, f => f.Source.Path == "appsettings.json");
         Assert.All(files, f => Assert.False(f.Source.ReloadOnChange, $"{f.Source.Path} is watched for changes"));
     }
+
+    [Fact]
+    public async Task RuntimeCountersGrowWithTheWorkDoneBetweenTwoReads()
+    {
+        var before = JsonDocument.Parse(await Fx.Admin.GetStringAsync("/v1/runtime")).RootElement;
+        for (var i = 0; i < 20; i++) (await Fx.Admin.GetAsync("/v1/program")).EnsureSuccessStatusCode();
+        var after = JsonDocument.Parse(await Fx.Admin.GetStringAsync("/v1/runtime")).RootElement;
+
+        Assert.True(after.GetProperty("allocatedBytes").GetInt64() > before.GetProperty("allocatedBytes").GetInt64());
+        Assert.True(after.GetProperty("uptimeSeconds").GetDouble() > before.GetProperty("uptimeSeconds").GetDouble());
+        foreach (var counter in new[] { "cpuUserMs", "cpuKernelMs", "gcPauseMs" })
+        {
+            Assert.True(after.GetProperty(counter).GetDouble() >= before.GetProperty(counter).GetDouble(), $"{counter} went back");
+        }
+        foreach (var counter in new[] { "gen0Collections", "gen1Collections", "gen2Collections", "threadPoolWorkItems", "lockContentions" })
+        {
+            Assert.True(after.GetProperty(counter).GetInt64() >= before.GetProperty(counter).GetInt64(), $"{counter} went back");
+        }
+        Assert.True(after.GetProperty("workingSetBytes").GetInt64() > 0);
+        Assert.True(after.GetProperty("heapBytes").GetInt64() > 0);
+        Assert.True(after.GetProperty("threadPoolThreads").GetInt32() > 0);
+    }
+
+    [Fact]
+    public async Task RuntimeCountersAreForAdminsOnly()
+    {
+        var r = await Fx.BrandPos.GetAsync("/v1/runtime");
+
+        Assert.Equal(HttpStatusCode.Forbidden, r.StatusCode);
+        Assert.Equal("application/problem+json", r.Content.Headers.ContentType?.MediaType);
+    }
 }
