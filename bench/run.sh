@@ -36,7 +36,28 @@ fi
 [ -x "$pg_bin/initdb" ] || { echo "bench: PostgreSQL binaries not found (apt-get install postgresql)" >&2; exit 1; }
 
 as_pg() { if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# DAMON with a pageout scheme (proactive reclaim, set up by a VM's owner, not by this project) pages
+# out memory it finds idle for a minute. Measured here at 300 purchases/s: while it pages out, every
+# ~0.55 s a cluster of purchases waits 20-60 ms (p99 40 ms); with it paused, p99 8-10 ms. The bench
+# says whether it ran and what it paged out; BENCH_PAUSE_DAMON=1 (root) pauses it for the run and
+# turns it back on at exit.
+PAUSE_DAMON=${BENCH_PAUSE_DAMON:-0}
+damon_on=()
+for k in /sys/kernel/mm/damon/admin/kdamonds/*/; do
+  [ -f "$k/state" ] && [ "$(cat "$k/state")" = on ] && damon_on+=("$k")
+done
+damon_paused=0
+damon_paged_out_mb() { # what the running kdamonds' schemes have paged out since they started
+  local k total=0 f
+  for k in "${damon_on[@]}"; do
+    echo update_schemes_stats >"$k/state" 2>/dev/null || true
+    for f in "$k"contexts/*/schemes/*/stats/sz_applied; do [ -f "$f" ] && total=$((total + $(cat "$f"))); done
+  done
+  echo $((total / 1048576))
+}
+damon_resume() { local k; for k in "${damon_on[@]}"; do echo on >"$k/state" 2>/dev/null || true; done; }
 cleanup() {
+  [ "$damon_paused" = 1 ] && damon_resume
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null || true
   [ -d "$work/pg" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -64,6 +85,17 @@ pg_cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_bench;Max
 
 say "== LoyaltyApi benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $MEMBERS members, $CLIENTS clients, ${SECONDS_RUN}s runs, PostgreSQL pool $POOL"
 say "PostgreSQL: $(psql_ -c 'SHOW server_version'), fsync=$(psql_ -c 'SHOW fsync'), synchronous_commit=$(psql_ -c 'SHOW synchronous_commit')"
+if [ "${#damon_on[@]}" -gt 0 ]; then
+  actions=$(cat /sys/kernel/mm/damon/admin/kdamonds/*/contexts/*/schemes/*/action 2>/dev/null | sort -u | tr '\n' ' ')
+  if [ "$PAUSE_DAMON" = 1 ]; then
+    for k in "${damon_on[@]}"; do echo off >"$k/state" || { echo "bench: cannot pause DAMON (root only)" >&2; exit 1; }; done
+    damon_paused=1
+    say "DAMON: ${#damon_on[@]} kdamond(s) with schemes: ${actions:-none}; paused for this run (BENCH_PAUSE_DAMON=1), on again at exit"
+  else
+    damon_mb0=$(damon_paged_out_mb)
+    say "DAMON: ${#damon_on[@]} kdamond(s) with schemes: ${actions:-none}; left running (BENCH_PAUSE_DAMON=1 pauses it): its pageouts stall every process for tens of ms"
+  fi
+fi
 
 start_service() { # provider connection-string
   ASPNETCORE_URLS="http://127.0.0.1:$PORT" ASPNETCORE_ENVIRONMENT=Production \
@@ -85,22 +117,21 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
 # Busy and idle ticks of the whole machine, to tell a CPU-bound run from a latency-bound one.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 pg_ticks() { local t=0 p; for p in $(head -n 1 "$work/pg/postmaster.pid") $(pgrep -P "$(head -n 1 "$work/pg/postmaster.pid")" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
-# The service's own counters (GET /v1/runtime, admin only) as "name value" lines.
-runtime_counters() {
-  exec 3<>"/dev/tcp/127.0.0.1/$PORT"
-  printf 'GET /v1/runtime HTTP/1.0\r\nHost: localhost\r\nX-Api-Key: bench-admin-key\r\n\r\n' >&3
-  tail -n 1 <&3 | tr -d '{}"' | tr ',' '\n' | tr ':' ' '
-  exec 3<&-
-}
-# What the service spent per purchase between two reads of its counters: allocations, thread-pool
-# hand-offs (each a wake-up of another thread), collections and their pauses, CPU.
-runtime_per_purchase() { # before after purchases
-  awk -v n="$3" 'NR == FNR {a[$1] = $2; next} {d[$1] = $2 - a[$1]}
-    END {cpu = d["cpuUserMs"] + d["cpuKernelMs"]
-      printf "per purchase: %.1f KB allocated, %.1f thread-pool work items, %.4f gen0 / %.4f gen1 / %.4f gen2 collections, %.3f ms GC pause, %.2f ms CPU (%.0f%% in the kernel)",
+# What the service spent per purchase, from its own counters (GET /v1/runtime), which the driver reads
+# as its measuring starts and ends (BENCH_RUNTIME_FILE): allocations, thread-pool work items (hand-offs
+# from one thread to another, often a wake-up), collections and their pauses, CPU. Several windows
+# (the fixed-rate slices) are summed. Each <prefix>.1 ends with the purchases of its window.
+runtime_per_purchase() { # prefix...
+  local f files=()
+  for f in "$@"; do files+=("$f.0" "$f.1"); done
+  awk 'FNR == 1 {k++} k % 2 == 1 {a[$1] = $2; next} $1 == "purchases" {n += $2; next} {d[$1] += $2 - a[$1]}
+    END {if (n == 0) {print "no purchases counted"; exit}
+      cpu = d["cpuUserMs"] + d["cpuKernelMs"]
+      printf "%.1f KB allocated, %.1f thread-pool work items, %.4f collections (gen1 %.4f, gen2 %.4f), %.3f ms GC pause, %.2f ms CPU (%.0f%% in the kernel); %d purchases",
         d["allocatedBytes"] / 1024 / n, d["threadPoolWorkItems"] / n, d["gen0Collections"] / n, d["gen1Collections"] / n, d["gen2Collections"] / n,
-        d["gcPauseMs"] / n, cpu / n, (cpu > 0 ? 100 * d["cpuKernelMs"] / cpu : 0)}' "$1" "$2"
+        d["gcPauseMs"] / n, cpu / n, (cpu > 0 ? 100 * d["cpuKernelMs"] / cpu : 0), n}' "${files[@]}"
 }
+driver_counting() { BENCH_ADMIN_KEY=bench-admin-key BENCH_RUNTIME_FILE="$1" driver "${@:2}"; }
 peak_mb() { awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$service_pid/status"; }
 stop_service() { kill "$service_pid"; wait "$service_pid" 2>/dev/null || true; service_pid=""; }
 
@@ -114,10 +145,8 @@ run_provider() { # provider connection-string label
   [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ] && psql_ -d loyalty_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
   local m0 m1
   t0=$(date +%s.%N); c0=$(cpu_ticks); p0=$(pg_ticks); m0=$(machine_ticks)
-  (sleep "$WARMUP"; runtime_counters >"$work/runtime-$label.0") &
-  driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
+  driver_counting "$work/runtime-$label" load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-$label.txt"
   t1=$(date +%s.%N); c1=$(cpu_ticks); p1=$(pg_ticks); m1=$(machine_ticks)
-  runtime_counters >"$work/runtime-$label.1"
   say ""
   say "-- $label, closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"
   tee -a "$report" <"$work/load-$label.txt"
@@ -130,8 +159,7 @@ run_provider() { # provider connection-string label
   pg_cores=$(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.3f", (b - a) / hz / (e - s)}')
   [ "$provider" = Postgres ] && say "PostgreSQL CPU: $pg_cores cores busy on average"
   # Steadier than purchases/s on a shared machine: CPU spent per checkout (its quote, and its share of look-ups and refunds).
-  # Counted from the end of the warm-up: each purchase with its quote and its share of look-ups and refunds.
-  say "service, closed loop, $(runtime_per_purchase "$work/runtime-$label.0" "$work/runtime-$label.1" "$(awk -v p="$pps" -v s="$SECONDS_RUN" 'BEGIN{print p * s}')")"
+  say "service per checkout (a purchase with its quote and its share of look-ups and refunds), measured window: $(runtime_per_purchase "$work/runtime-$label")"
   say "CPU per purchase: service $(awk -v c="$svc_cores" -v p="$pps" 'BEGIN{printf "%.2f", 1000 * c / p}') ms$([ "$provider" = Postgres ] && awk -v c="$pg_cores" -v p="$pps" 'BEGIN{printf ", PostgreSQL %.2f ms", 1000 * c / p}')"
   if [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ]; then
     say "costliest statements (warm-up and run): calls, total ms, mean ms, rows, query"
@@ -141,12 +169,10 @@ run_provider() { # provider connection-string label
     fixed_rate_beside_pgbench "$label"
   else
     [ "$provider" = Postgres ] && psql_ -c "CHECKPOINT"
-    runtime_counters >"$work/runtime-rate-$label.0"
-    driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" "$work/rate-$label.ms" >"$work/rate-$label.txt"
-    runtime_counters >"$work/runtime-rate-$label.1"
+    driver_counting "$work/runtime-rate-$label" rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" "$work/rate-$label.ms" >"$work/rate-$label.txt"
     say "-- $label, fixed rate $RATE purchases/s for ${SECONDS_RUN}s"
     tee -a "$report" <"$work/rate-$label.txt"
-    say "service, fixed rate, $(runtime_per_purchase "$work/runtime-rate-$label.0" "$work/runtime-rate-$label.1" $((RATE * (5 + SECONDS_RUN))))"
+    say "service per purchase at the fixed rate, after warm-up: $(runtime_per_purchase "$work/runtime-rate-$label")"
   fi
   stop_service
 }
@@ -183,16 +209,13 @@ fixed_rate_beside_pgbench() { # label
     pgbench_rate_slice "$len" "$work/pgbench-slice-$i" >"$work/pgbench-slice-$i.ms"
     cat "$work/pgbench-slice-$i.ms" >>"$work/pgbench-rate.ms"
     psql_ -c "CHECKPOINT"
-    [ "$i" = 1 ] && runtime_counters >"$work/runtime-rate-$1.0"
-    driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$len" "$work/rate-slice-$i.ms" >"$work/rate-slice-$i.txt"
-    [ "$i" = "$slices" ] && runtime_counters >"$work/runtime-rate-$1.1"
+    driver_counting "$work/runtime-rate-slice-$i" rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$len" "$work/rate-slice-$i.ms" >"$work/rate-slice-$i.txt"
     cat "$work/rate-slice-$i.ms" >>"$work/rate-$1.ms"
     say "slice $i: pgbench p99 $(p99_of <"$work/pgbench-slice-$i.ms") ms, service p99 $(p99_of <"$work/rate-slice-$i.ms") ms; $(grep -E '^statuses' "$work/rate-slice-$i.txt")"
   done
   echo "purchase: $(percentiles <"$work/rate-$1.ms")" >"$work/rate-$1.txt"
   say "service, all slices: $(percentiles <"$work/rate-$1.ms")"
-  # From before the first slice to after the last: pgbench's slices in between leave the service idle.
-  say "service, fixed rate, $(runtime_per_purchase "$work/runtime-rate-$1.0" "$work/runtime-rate-$1.1" $((slices * RATE * (5 + len))))"
+  say "service per purchase at the fixed rate, after each slice's warm-up: $(runtime_per_purchase $(for i in $(seq 1 "$slices"); do echo "$work/runtime-rate-slice-$i"; done))"
   pgbench_latency=$(percentiles <"$work/pgbench-rate.ms")
   say "pgbench, all slices: $pgbench_latency"
 }
@@ -250,4 +273,7 @@ fi
 say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
 say "pgbench TPC-B fixed rate $RATE/s, the database alone, in the same minutes: $pgbench_latency"
 say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
+if [ "${#damon_on[@]}" -gt 0 ] && [ "$damon_paused" = 0 ]; then
+  say "DAMON paged out $(( $(damon_paged_out_mb) - damon_mb0 )) MB during the run"
+fi
 echo "bench: report in $report"

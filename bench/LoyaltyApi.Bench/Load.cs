@@ -96,9 +96,9 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
 
     private static long PurchaseIdOf(string text)
     {
-        var at = text.IndexOf("\"purchaseId\":", StringComparison.Ordinal) + 13;
-        var end = text.IndexOf(',', at);
-        return long.Parse(text.AsSpan(at, end - at), CultureInfo.InvariantCulture);
+        var at = text.IndexOf("\"purchaseId\":", StringComparison.Ordinal);
+        var end = at < 0 ? -1 : text.IndexOf(',', at + 13);
+        return end > 0 && long.TryParse(text.AsSpan(at + 13, end - at - 13), CultureInfo.InvariantCulture, out var id) ? id : 0;
     }
 
     /// <summary>A till in the closed loop: each request waits for the one before it.</summary>
@@ -117,7 +117,7 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
                 if (r < 0.80)
                 {
                     var (status, id) = Purchase(till, client, rng, rec);
-                    if (status == 201) { recent.Enqueue(id); if (recent.Count > 50) recent.Dequeue(); }
+                    if (status == 201 && id > 0) { recent.Enqueue(id); if (recent.Count > 50) recent.Dequeue(); }
                 }
                 else if (r < 0.95)
                 {
@@ -138,7 +138,7 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
                     rec.Add("refund", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, s);
                 }
             }
-            catch (Exception e) when (e is IOException or SocketException)
+            catch (Exception e) when (e is IOException or SocketException or FormatException or ArgumentException)
             {
                 rec.Add("transport-error", 0, 0);
                 till?.Dispose();
@@ -148,7 +148,7 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
         till?.Dispose();
     }
 
-    public Recorder ClosedLoop(int clients, TimeSpan warmup, TimeSpan duration)
+    public Recorder ClosedLoop(int clients, TimeSpan warmup, TimeSpan duration, Action<bool>? measuring = null)
     {
         var rec = new Recorder();
         using var stop = new CancellationTokenSource();
@@ -156,8 +156,10 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
         foreach (var t in tills) t.Start();
         Thread.Sleep(warmup);
         rec.Measuring = true;
+        measuring?.Invoke(true);
         Thread.Sleep(duration);
         rec.Measuring = false;
+        measuring?.Invoke(false);
         stop.Cancel();
         foreach (var t in tills) t.Join();
         return rec;
@@ -166,9 +168,10 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
     /// <summary>
     /// Open loop: purchases start on a fixed schedule, and latency counts from the scheduled start (no
     /// coordinated omission). The scheduler sends each purchase on an idle till connection whose thread
-    /// is already waiting for the response, or opens another connection when every one is busy.
+    /// is already waiting for the response, or opens another connection when every one is busy. A
+    /// purchase that fails or times out is kept with the time it took and status 0.
     /// </summary>
-    public Recorder FixedRate(int perSecond, TimeSpan warmup, TimeSpan duration)
+    public Recorder FixedRate(int perSecond, TimeSpan warmup, TimeSpan duration, Action<bool>? measuring = null)
     {
         var rec = new Recorder();
         var rng = new Random(42);
@@ -188,14 +191,33 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
         {
             var due = start + (long)(i * (double)Stopwatch.Frequency / perSecond);
             long wait;
+            // Sleeps overshoot by about 0.1 ms here; the purchase's latency still counts from its due time.
             while ((wait = due - Stopwatch.GetTimestamp()) > 0) Thread.Sleep(Math.Max(1, (int)(wait * 1000 / Stopwatch.Frequency)));
-            if (i == warmupCount) rec.Measuring = true;
+            if (i == warmupCount)
+            {
+                rec.Measuring = true;
+                measuring?.Invoke(true);
+            }
             var (key, body, idempotencyKey) = NextPurchase(i, new Random(rng.Next()));
-            if (!idle.TryDequeue(out var till)) till = Open();
+            OpenTill? till;
+            while (idle.TryDequeue(out till) && till.Dead) { }
+            if (till is null or { Dead: true }) till = Open();
             till.Start(due, key, body, idempotencyKey);
         }
         foreach (var till in all) till.Finish();
+        measuring?.Invoke(false);
         return rec;
+    }
+
+    /// <summary>The service's own counters (GET /v1/runtime) as "name value" lines.</summary>
+    public string RuntimeCounters(string adminKey)
+    {
+        using var connection = new TillConnection(baseUrl);
+        connection.Send("GET", "/v1/runtime", adminKey, null, null);
+        var (status, body) = connection.Receive();
+        if (status != 200) throw new InvalidOperationException($"GET /v1/runtime answered {status}: {body}");
+        using var counters = System.Text.Json.JsonDocument.Parse(body);
+        return string.Join('\n', counters.RootElement.EnumerateObject().Select(c => $"{c.Name} {c.Value.GetRawText()}"));
     }
 
     /// <summary>A connection of the open loop with its own thread, which blocks reading the next response.</summary>
@@ -205,9 +227,9 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
         private readonly Recorder _rec;
         private readonly System.Collections.Concurrent.ConcurrentQueue<OpenTill> _idle;
         private readonly Thread _thread;
-        private readonly SemaphoreSlim _done = new(0);
         private long _due;
         private int _outstanding;
+        private volatile bool _dead;
 
         public OpenTill(TillConnection connection, Recorder rec, System.Collections.Concurrent.ConcurrentQueue<OpenTill> idle)
         {
@@ -216,17 +238,34 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
             _thread.Start();
         }
 
+        /// <summary>Its reader has stopped (the service closed the connection, or a read failed): never reuse it.</summary>
+        public bool Dead => _dead;
+
         public void Start(long due, string key, string body, string idempotencyKey)
         {
             Volatile.Write(ref _due, due);
             Interlocked.Increment(ref _outstanding);
+            // The reader may have died while this till sat idle; whichever side sees the other first counts the purchase.
+            if (_dead)
+            {
+                Failed();
+                return;
+            }
             try
             {
                 _connection.Send("POST", "/v1/purchases", key, idempotencyKey, body);
             }
-            catch (Exception e) when (e is IOException or SocketException)
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
             {
-                _rec.Add("transport-error", 0, 0);
+                _connection.Dispose(); // the reader's pending read fails and counts the purchase once
+            }
+        }
+
+        private void Failed()
+        {
+            if (Interlocked.Exchange(ref _outstanding, 0) > 0)
+            {
+                _rec.Add("purchase", Stopwatch.GetElapsedTime(Volatile.Read(ref _due)).TotalMilliseconds, 0);
             }
         }
 
@@ -243,19 +282,19 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
                     _idle.Enqueue(this);
                 }
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or FormatException or ArgumentException)
             {
-                if (Volatile.Read(ref _outstanding) > 0) _rec.Add("transport-error", 0, 0);
             }
-            _done.Release();
+            _dead = true;
+            Failed();
         }
 
-        /// <summary>Waits for the last response (the connection's read timeout bounds it), then closes the connection.</summary>
+        /// <summary>Waits for the last response (the connection's 30 s read timeout bounds it), then closes the connection.</summary>
         public void Finish()
         {
             while (Volatile.Read(ref _outstanding) > 0 && _thread.IsAlive) Thread.Sleep(5);
             _connection.Dispose();
-            _done.Wait();
+            _thread.Join();
         }
     }
 }

@@ -61,6 +61,7 @@ public sealed class TillConnection : IDisposable
         foreach (var line in lines.AsSpan(1))
         {
             var colon = line.IndexOf(':');
+            if (colon <= 0) continue;
             var name = line.AsSpan(0, colon);
             var value = line.AsSpan(colon + 1).Trim();
             if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) contentLength = int.Parse(value);

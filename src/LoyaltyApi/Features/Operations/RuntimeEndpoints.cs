@@ -13,13 +13,13 @@ namespace LoyaltyApi.Features.Operations;
 /// <param name="CpuUserMs">CPU time in user mode, all threads.</param>
 /// <param name="CpuKernelMs">CPU time in the kernel, all threads: system calls, and on small virtual machines much of the cost of waking threads.</param>
 /// <param name="AllocatedBytes">Bytes allocated on the managed heap, all threads.</param>
-/// <param name="Gen0Collections">Garbage collections of generation 0 (each also counts the younger ones it includes).</param>
-/// <param name="Gen1Collections">Garbage collections of generation 1.</param>
+/// <param name="Gen0Collections">Garbage collections of any generation: each collection of generation 1 or 2 also collects generation 0.</param>
+/// <param name="Gen1Collections">Garbage collections of generation 1 or 2.</param>
 /// <param name="Gen2Collections">Full garbage collections.</param>
 /// <param name="GcPauseMs">Time the runtime was paused for garbage collection.</param>
 /// <param name="HeapBytes">Managed heap size after the last collection.</param>
 /// <param name="WorkingSetBytes">Physical memory the process uses now.</param>
-/// <param name="ThreadPoolWorkItems">Work items the thread pool has run: each is a hand-off from one thread to another, such as a socket read completing.</param>
+/// <param name="ThreadPoolWorkItems">Work items the thread pool has run: each is a hand-off from one thread to another, such as a socket read completing, and often wakes a sleeping thread.</param>
 /// <param name="ThreadPoolThreads">Thread-pool threads that exist now.</param>
 /// <param name="LockContentions">Times a thread had to wait for a lock another thread held.</param>
 public sealed record RuntimeCounters(
