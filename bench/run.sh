@@ -38,7 +38,7 @@ fi
 as_pg() { if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 # DAMON with a pageout scheme (proactive reclaim, set up by a VM's owner, not by this project) pages
 # out memory it finds idle for a minute. Measured here at 300 purchases/s: while it pages out, every
-# ~0.55 s a cluster of purchases waits 20-60 ms (p99 40 ms); with it paused, p99 8-10 ms. The bench
+# ~0.55 s a cluster of purchases waits 20-60 ms (p99 26-37 ms); with it paused, p99 7-9 ms. The bench
 # says whether it ran and what it paged out; BENCH_PAUSE_DAMON=1 (root) pauses it for the run and
 # turns it back on at exit.
 PAUSE_DAMON=${BENCH_PAUSE_DAMON:-0}
@@ -86,7 +86,7 @@ pg_cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_bench;Max
 say "== LoyaltyApi benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $MEMBERS members, $CLIENTS clients, ${SECONDS_RUN}s runs, PostgreSQL pool $POOL"
 say "PostgreSQL: $(psql_ -c 'SHOW server_version'), fsync=$(psql_ -c 'SHOW fsync'), synchronous_commit=$(psql_ -c 'SHOW synchronous_commit')"
 if [ "${#damon_on[@]}" -gt 0 ]; then
-  actions=$(cat /sys/kernel/mm/damon/admin/kdamonds/*/contexts/*/schemes/*/action 2>/dev/null | sort -u | tr '\n' ' ')
+  actions=$(for k in "${damon_on[@]}"; do cat "$k"contexts/*/schemes/*/action 2>/dev/null; done | sort -u | tr '\n' ' ')
   if [ "$PAUSE_DAMON" = 1 ]; then
     for k in "${damon_on[@]}"; do echo off >"$k/state" || { echo "bench: cannot pause DAMON (root only)" >&2; exit 1; }; done
     damon_paused=1

@@ -74,15 +74,19 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
     public (int Status, long PurchaseId) Purchase(TillConnection till, int client, Random rng, Recorder rec)
     {
         var (key, body, idempotencyKey) = NextPurchase(client, rng);
-        var q0 = Stopwatch.GetTimestamp();
-        till.Send("POST", "/v1/purchases/quote", key, null, body);
-        var (qs, _) = till.Receive();
-        rec.Add("quote", Stopwatch.GetElapsedTime(q0).TotalMilliseconds, qs);
-        var t0 = Stopwatch.GetTimestamp();
-        till.Send("POST", "/v1/purchases", key, idempotencyKey, body);
-        var (status, text) = till.Receive();
-        rec.Add("purchase", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, status);
+        Timed(till, rec, "quote", "POST", "/v1/purchases/quote", key, null, body);
+        var (status, text) = Timed(till, rec, "purchase", "POST", "/v1/purchases", key, idempotencyKey, body);
         return (status, status == 201 ? PurchaseIdOf(text) : 0);
+    }
+
+    /// <summary>One request of the closed loop, its latency recorded under <paramref name="op"/>.</summary>
+    private static (int Status, string Body) Timed(TillConnection till, Recorder rec, string op, string method, string path, string key, string? idempotencyKey, string? body)
+    {
+        var t0 = Stopwatch.GetTimestamp();
+        till.Send(method, path, key, idempotencyKey, body);
+        var response = till.Receive();
+        rec.Add(op, Stopwatch.GetElapsedTime(t0).TotalMilliseconds, response.Status);
+        return response;
     }
 
     private (string Key, string Body, string IdempotencyKey) NextPurchase(int client, Random rng)
@@ -121,10 +125,7 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
                 }
                 else if (r < 0.95)
                 {
-                    var t0 = Stopwatch.GetTimestamp();
-                    till.Send("GET", $"/v1/cards/{Seed.CardBase + rng.NextInt64(1, members + 1)}", key, null, null);
-                    var (s, _) = till.Receive();
-                    rec.Add("balance", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, s);
+                    Timed(till, rec, "balance", "GET", $"/v1/cards/{Seed.CardBase + rng.NextInt64(1, members + 1)}", key, null, null);
                 }
                 else if (recent.Count > 0)
                 {
@@ -132,10 +133,7 @@ public sealed class Load(Uri baseUrl, string[] keys, int members)
                     var body = rng.NextDouble() < 0.5
                         ? $"{{\"refundNumber\":\"F{id}\",\"occurredAt\":\"{DateTime.UtcNow:O}\",\"amount\":1.00}}"
                         : $"{{\"refundNumber\":\"F{id}\",\"occurredAt\":\"{DateTime.UtcNow:O}\"}}";
-                    var t0 = Stopwatch.GetTimestamp();
-                    till.Send("POST", $"/v1/purchases/{id}/refunds", key, null, body);
-                    var (s, _) = till.Receive();
-                    rec.Add("refund", Stopwatch.GetElapsedTime(t0).TotalMilliseconds, s);
+                    Timed(till, rec, "refund", "POST", $"/v1/purchases/{id}/refunds", key, null, body);
                 }
             }
             catch (Exception e) when (e is IOException or SocketException or FormatException or ArgumentException)
