@@ -51,6 +51,18 @@ public abstract partial class SqlDialect
     public virtual string Render(string sql) =>
         sql.Contains("{next ", StringComparison.Ordinal) ? _withIds.GetOrAdd(sql, ExpandNextIds) : sql;
 
+    /// <summary>The last line of a statement that locks the rows it reads until the transaction ends.</summary>
+    public const string ForUpdate = "FOR UPDATE";
+
+    protected static bool EndsWithForUpdate(string sql) =>
+        sql.TrimEnd().TrimEnd(';').EndsWith("\n" + ForUpdate, StringComparison.Ordinal);
+
+    protected static string WithoutForUpdate(string sql)
+    {
+        var text = sql.TrimEnd().TrimEnd(';');
+        return text[..^ForUpdate.Length].TrimEnd();
+    }
+
     protected string ExpandNextIds(string sql) => NextIdPlaceholder().Replace(sql, m => NextId(m.Groups[1].Value));
 
     [GeneratedRegex(@"\{next (\w+)\}")]
@@ -75,6 +87,12 @@ public sealed class SqliteDialect : SqlDialect
     // Every write transaction holds the database's write lock from BEGIN IMMEDIATE, so the next
     // rowid cannot be taken by anyone else before this transaction inserts it.
     protected override string NextId(string table) => $"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table})";
+
+    private readonly ConcurrentDictionary<string, string> _unlocked = new(StringComparer.Ordinal);
+
+    // SQLite has no row locks: BEGIN IMMEDIATE already gave this transaction the only write lock.
+    public override string Render(string sql) =>
+        base.Render(EndsWithForUpdate(sql) ? _unlocked.GetOrAdd(sql, WithoutForUpdate) : sql);
 }
 
 public sealed class PostgresDialect : SqlDialect
@@ -92,8 +110,11 @@ public sealed class PostgresDialect : SqlDialect
     public override string? CommitInBatch => "COMMIT";
 }
 
-public sealed class SqlServerDialect : SqlDialect
+public sealed partial class SqlServerDialect : SqlDialect
 {
+    [GeneratedRegex(@"\bFROM\s+\w+")]
+    private static partial Regex FirstFrom();
+
     private static readonly SqlServerDialect Instance = new();
     private readonly ConcurrentDictionary<string, string> _rendered = new(StringComparer.Ordinal);
 
@@ -133,6 +154,14 @@ public sealed class SqlServerDialect : SqlDialect
                 if (where < 0) throw new InvalidOperationException("Cannot place OUTPUT in: " + sql);
                 text = text[..where] + "\n" + output + text[where..];
             }
+        }
+        if (EndsWithForUpdate(text))
+        {
+            // T-SQL locks with a table hint on the first table read: an update lock, held to the end of the transaction.
+            text = WithoutForUpdate(text);
+            var from = FirstFrom().Match(text);
+            if (!from.Success) throw new InvalidOperationException("Cannot place the lock hint in: " + sql);
+            text = text.Insert(from.Index + from.Length, " WITH (UPDLOCK, ROWLOCK)");
         }
         const string limit = "LIMIT ";
         var lim = text.LastIndexOf(limit, StringComparison.Ordinal);

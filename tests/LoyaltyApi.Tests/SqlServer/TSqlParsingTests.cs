@@ -85,6 +85,7 @@ public sealed class TSqlParsingTests
         Assert.True(errors.Count == 0, $"{statement}:\n{sql}\n" + string.Join("\n", errors.Select(e => $"{e.Line}: {e.Message}")));
         Assert.DoesNotContain("RETURNING", sql);
         Assert.DoesNotContain("LIMIT", sql);
+        Assert.DoesNotContain("FOR UPDATE", sql);
     }
 
     [Fact]
@@ -93,6 +94,23 @@ public sealed class TSqlParsingTests
         var sql = SqlServerDialect.Translate("INSERT INTO t (a)\nVALUES (@A)\nRETURNING id");
 
         Assert.Equal("INSERT INTO t (a)\nOUTPUT INSERTED.id\nVALUES (@A);", sql);
+    }
+
+    [Fact]
+    public void ForUpdateBecomesAnUpdateLockHintOnTheFirstTable()
+    {
+        var sql = SqlServerDialect.Translate("SELECT a\nFROM t\nWHERE id = (SELECT id FROM u WHERE k = @K)\nFOR UPDATE");
+
+        Assert.Equal("SELECT a\nFROM t WITH (UPDLOCK, ROWLOCK)\nWHERE id = (SELECT id FROM u WHERE k = @K);", sql);
+        Assert.Empty(Parse(sql));
+    }
+
+    [Fact]
+    public void SqliteDropsForUpdateBecauseItsWriterLockIsAlreadyHeld()
+    {
+        var sql = new SqliteDialect().Render("SELECT a\nFROM t\nWHERE id = @Id\nFOR UPDATE");
+
+        Assert.Equal("SELECT a\nFROM t\nWHERE id = @Id", sql);
     }
 
     [Fact]
