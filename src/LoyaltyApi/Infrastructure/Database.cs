@@ -23,8 +23,9 @@ public sealed class DatabaseOptions
 
 /// <summary>
 /// Everything that differs between SQLite, PostgreSQL and SQL Server lives here. SQL in the
-/// features is written once in the portable PostgreSQL/SQLite form; the SQL Server dialect
-/// rewrites the two constructs that differ (<c>RETURNING col</c> and <c>LIMIT @n</c>). A statement
+/// features is written once in the portable PostgreSQL form; the SQL Server dialect rewrites the
+/// three constructs that differ (<c>RETURNING col</c>, <c>LIMIT @n</c> and a closing <c>FOR UPDATE</c>
+/// line, which SQLite drops because its write transactions hold the only writer lock). A statement
 /// may also say <c>{next table}</c> for the id the table's next row will take: a purchase takes its
 /// ids up front, so one round trip writes a row and everything that points at it.
 /// </summary>
@@ -52,7 +53,7 @@ public abstract partial class SqlDialect
         sql.Contains("{next ", StringComparison.Ordinal) ? _withIds.GetOrAdd(sql, ExpandNextIds) : sql;
 
     /// <summary>The last line of a statement that locks the rows it reads until the transaction ends.</summary>
-    public const string ForUpdate = "FOR UPDATE";
+    private const string ForUpdate = "FOR UPDATE";
 
     protected static bool EndsWithForUpdate(string sql) =>
         sql.TrimEnd().TrimEnd(';').EndsWith("\n" + ForUpdate, StringComparison.Ordinal);
@@ -112,8 +113,10 @@ public sealed class PostgresDialect : SqlDialect
 
 public sealed partial class SqlServerDialect : SqlDialect
 {
-    [GeneratedRegex(@"\bFROM\s+\w+")]
-    private static partial Regex FirstFrom();
+    // The locked table is named on a line of its own ("FROM point_accounts"); anything else (an alias,
+    // a schema, a join) fails loudly here, and so in the test that renders every statement.
+    [GeneratedRegex(@"^FROM \w+$", RegexOptions.Multiline)]
+    private static partial Regex FromLine();
 
     private static readonly SqlServerDialect Instance = new();
     private readonly ConcurrentDictionary<string, string> _rendered = new(StringComparer.Ordinal);
@@ -157,9 +160,9 @@ public sealed partial class SqlServerDialect : SqlDialect
         }
         if (EndsWithForUpdate(text))
         {
-            // T-SQL locks with a table hint on the first table read: an update lock, held to the end of the transaction.
+            // T-SQL locks with a table hint: an update lock, held to the end of the transaction.
             text = WithoutForUpdate(text);
-            var from = FirstFrom().Match(text);
+            var from = FromLine().Match(text);
             if (!from.Success) throw new InvalidOperationException("Cannot place the lock hint in: " + sql);
             text = text.Insert(from.Index + from.Length, " WITH (UPDLOCK, ROWLOCK)");
         }

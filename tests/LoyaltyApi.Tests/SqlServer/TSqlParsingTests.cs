@@ -96,14 +96,21 @@ public sealed class TSqlParsingTests
         Assert.Equal("INSERT INTO t (a)\nOUTPUT INSERTED.id\nVALUES (@A);", sql);
     }
 
-    [Fact]
-    public void ForUpdateBecomesAnUpdateLockHintOnTheFirstTable()
+    [Theory]
+    [InlineData("LoyaltyApi.Features.Points.PointsAccount.LockSql", "WHERE member_id = @MemberId;")]
+    [InlineData("LoyaltyApi.Features.Points.PointsAccount.LockByCardSql",
+        "WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active');")]
+    public void TheMemberLockBecomesAnUpdateLockHintOnTheAccountRow(string statement, string where)
     {
-        var sql = SqlServerDialect.Translate("SELECT a\nFROM t\nWHERE id = (SELECT id FROM u WHERE k = @K)\nFOR UPDATE");
+        var sql = new SqlServerDialect().Render(StatementText(statement));
 
-        Assert.Equal("SELECT a\nFROM t WITH (UPDLOCK, ROWLOCK)\nWHERE id = (SELECT id FROM u WHERE k = @K);", sql);
+        Assert.Equal($"SELECT debt_points\nFROM point_accounts WITH (UPDLOCK, ROWLOCK)\n{where}", sql);
         Assert.Empty(Parse(sql));
     }
+
+    [Fact]
+    public void AForUpdateWithoutATableLineOfItsOwnIsRefusedRatherThanMisplaced() =>
+        Assert.Throws<InvalidOperationException>(() => SqlServerDialect.Translate("SELECT a\nFROM t x\nWHERE x.id = @Id\nFOR UPDATE"));
 
     [Fact]
     public void SqliteDropsForUpdateBecauseItsWriterLockIsAlreadyHeld()
