@@ -37,10 +37,11 @@ fi
 
 as_pg() { if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 # DAMON with a pageout scheme (proactive reclaim, set up by a VM's owner, not by this project) pages
-# out memory it finds idle for a minute. Measured here at 300 purchases/s: while it pages out, every
-# ~0.55 s a cluster of purchases waits 20-60 ms (p99 26-37 ms); with it paused, p99 7-9 ms. The bench
-# says whether it ran and what it paged out; BENCH_PAUSE_DAMON=1 (root) pauses it for the run and
-# turns it back on at exit.
+# out memory it finds idle for a minute. Measured here at 300 purchases/s with a pool of 8: while it
+# pages out, every ~0.55 s a cluster of purchases waits 20-60 ms (p99 26-37 ms); with it paused, p99
+# 7-9 ms. The stall is kdamond's CPU, which grows with the processes mapping PostgreSQL's shared
+# memory (hence the pool of 4 below: p99 21-24 ms with it running). The bench says whether it ran
+# and what it paged out; BENCH_PAUSE_DAMON=1 (root) pauses it for the run and turns it back on at exit.
 PAUSE_DAMON=${BENCH_PAUSE_DAMON:-0}
 damon_on=()
 for k in /sys/kernel/mm/damon/admin/kdamonds/*/; do
@@ -78,9 +79,13 @@ as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -t 60 \
   -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=1GB -c fsync=on -c synchronous_commit=on $([ "$PG_STATS" = 1 ] && echo "-c shared_preload_libraries=pg_stat_statements")" start >/dev/null
 psql_() { psql -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 psql_ -c "CREATE DATABASE loyalty_bench" -c "CREATE DATABASE pgbench"
-# A pool of a few connections per database core: more only adds lock and WAL contention on a
-# small server (measured here: 200 connections collapse under an open-loop 200/s, 8 hold 300/s).
-POOL=${BENCH_POOL:-8}
+# About two connections per database core (PostgreSQL's own rule of thumb, cores x 2 + 1): more
+# only add lock and WAL contention on a small server (200 connections collapse under an open-loop
+# 200/s). Measured on 2 cores: 4 give the closed loop the purchases/s of 8 for 8-10% less machine
+# CPU per checkout, and at 300/s a p99 of 20-22 ms instead of 30-33 ms while DAMON runs, whose
+# kdamond spends CPU in proportion to the processes mapping PostgreSQL's shared memory (2 cap
+# the closed loop at about 620 purchases/s).
+POOL=${BENCH_POOL:-4}
 pg_cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_bench;Maximum Pool Size=$POOL"
 
 say "== LoyaltyApi benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $MEMBERS members, $CLIENTS clients, ${SECONDS_RUN}s runs, PostgreSQL pool $POOL"
@@ -93,7 +98,7 @@ if [ "${#damon_on[@]}" -gt 0 ]; then
     say "DAMON: ${#damon_on[@]} kdamond(s) with schemes: ${actions:-none}; paused for this run (BENCH_PAUSE_DAMON=1), on again at exit"
   else
     damon_mb0=$(damon_paged_out_mb)
-    say "DAMON: ${#damon_on[@]} kdamond(s) with schemes: ${actions:-none}; left running (BENCH_PAUSE_DAMON=1 pauses it): its pageouts stall every process for tens of ms"
+    say "DAMON: ${#damon_on[@]} kdamond(s) with schemes: ${actions:-none}; left running (BENCH_PAUSE_DAMON=1 pauses it): kdamond's CPU bursts stall every process for tens of ms"
   fi
 fi
 
