@@ -19,6 +19,12 @@ public sealed class DatabaseOptions
     /// <summary>Empty means a SQLite file under the app's data folder.</summary>
     public string? ConnectionString { get; set; }
     public bool MigrateOnStartup { get; set; }
+    /// <summary>
+    /// PostgreSQL: connections of their own for statements outside a transaction (quotes, balance
+    /// look-ups), pipelined (Npgsql multiplexing), so they never wait behind transactions holding every
+    /// connection of the connection string's pool. 0 runs everything on that one pool.
+    /// </summary>
+    public int MultiplexedConnections { get; set; } = 2;
 }
 
 /// <summary>
@@ -181,12 +187,19 @@ public sealed partial class SqlServerDialect : SqlDialect
 public sealed class Db
 {
     private readonly string _connectionString;
+    // Where transactions run; the same as _connectionString unless PostgreSQL gives them a pool of their own.
+    private readonly string _transactionConnectionString;
 
     public Db(IOptions<DatabaseOptions> options, IHostEnvironment environment)
     {
         var o = options.Value;
         Dialect = SqlDialect.For(o.Provider);
         _connectionString = ResolveConnectionString(o, environment.ContentRootPath);
+        _transactionConnectionString = _connectionString;
+        if (o.Provider == DatabaseProvider.Postgres)
+        {
+            (_connectionString, _transactionConnectionString) = SplitPostgresPools(_connectionString, o.MultiplexedConnections);
+        }
         DapperSetup.Configure();
     }
 
@@ -213,15 +226,22 @@ public sealed class Db
 
     public SqlDialect Dialect { get; }
     public DatabaseProvider Provider => Dialect.Provider;
-    public string ConnectionString => _connectionString;
+    /// <summary>For tools that run their own transactions (migrations): the transaction pool's connection string.</summary>
+    public string ConnectionString => _transactionConnectionString;
 
     public string Sql(string portableSql) => Dialect.Render(portableSql);
 
     private int _sqliteWal;
 
-    public async Task<DbConnection> OpenAsync(CancellationToken ct)
+    /// <summary>A connection for statements outside a transaction; on PostgreSQL, from the multiplexed pool.</summary>
+    public Task<DbConnection> OpenAsync(CancellationToken ct) => OpenAsync(_connectionString, ct);
+
+    /// <summary>A connection for <see cref="Transactions.RunAsync{T}"/>; on PostgreSQL, from the transaction pool.</summary>
+    public Task<DbConnection> OpenForTransactionAsync(CancellationToken ct) => OpenAsync(_transactionConnectionString, ct);
+
+    private async Task<DbConnection> OpenAsync(string connectionString, CancellationToken ct)
     {
-        var connection = Dialect.CreateConnection(_connectionString);
+        var connection = Dialect.CreateConnection(connectionString);
         await connection.OpenAsync(ct);
         if (Provider == DatabaseProvider.Sqlite && Interlocked.Exchange(ref _sqliteWal, 1) == 0)
         {
@@ -275,6 +295,23 @@ public sealed class Db
         // together: fewer round trips and system calls per checkout (A/B with bench/: better in each of 3 pairs).
         if (!cs.Contains("Multiplexing", StringComparison.OrdinalIgnoreCase)) builder.Multiplexing = true;
         return builder.ToString();
+    }
+
+    /// <summary>
+    /// Two pools, both bounded: transactions hold a connection across round trips (and the commit's
+    /// flush to disk), so when every connection of one shared pool was in a transaction the quotes and
+    /// look-ups queued behind them while the CPU idled. The multiplexed pool has its own few connections;
+    /// the transaction pool takes the connection string's <c>Maximum Pool Size</c>. A connection string
+    /// that turns multiplexing off keeps one pool.
+    /// </summary>
+    internal static (string Statements, string Transactions) SplitPostgresPools(string cs, int multiplexedConnections)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(cs);
+        if (!builder.Multiplexing || multiplexedConnections <= 0) return (cs, cs);
+        var statements = new NpgsqlConnectionStringBuilder(cs) { MaxPoolSize = multiplexedConnections };
+        if (statements.MinPoolSize > multiplexedConnections) statements.MinPoolSize = multiplexedConnections;
+        builder.Multiplexing = false;
+        return (statements.ToString(), builder.ToString());
     }
 
     private static string NormaliseSqlite(string cs)

@@ -146,7 +146,7 @@ public static class Transactions
         for (var attempt = 1; ; attempt++)
         {
             await using var writer = await db.EnterWriterAsync(ct);
-            await using var connection = await db.OpenAsync(ct);
+            await using var connection = await db.OpenForTransactionAsync(ct);
             await using var tx = await Db.BeginAsync(connection, ct);
             // A reused transaction object may carry a mark from work that ran outside RunAsync.
             Committed.Remove(tx);

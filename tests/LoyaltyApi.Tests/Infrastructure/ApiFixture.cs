@@ -60,6 +60,9 @@ public abstract class ApiFixture : IAsyncLifetime
 
     protected virtual Task PrepareDatabaseAsync() => Task.CompletedTask;
 
+    /// <summary>The connection string the service is given; a fixture may narrow the database's own (a smaller pool).</summary>
+    protected virtual string ServiceConnectionString => Database.ConnectionString;
+
     /// <summary>Rate limit per client; high for the suites, low where the limit itself is tested.</summary>
     protected virtual int PermitsPerSecond => 100_000;
 
@@ -70,7 +73,7 @@ public abstract class ApiFixture : IAsyncLifetime
         {
             b.UseEnvironment("Testing");
             b.UseSetting("Database:Provider", Database.Provider.ToString());
-            b.UseSetting("Database:ConnectionString", Database.ConnectionString);
+            b.UseSetting("Database:ConnectionString", ServiceConnectionString);
             b.UseSetting("Database:MigrateOnStartup", "true");
             b.UseSetting("Auth:AdminApiKey", AdminKey);
             b.UseSetting("Auth:Jwt:SigningKey", JwtKey);
