@@ -87,7 +87,8 @@ psql_ -c "CREATE DATABASE loyalty_bench" -c "CREATE DATABASE pgbench"
 # the closed loop at about 620 purchases/s). Statements outside a transaction (quotes, look-ups) are
 # multiplexed on the service's 2 connections of their own (Database:MultiplexedConnections), so 6
 # backends in all: with one shared pool of 4 they queued behind purchases holding every connection
-# while the machine idled (84-90% busy against 92-95%; 10 of 11 alternating pairs faster).
+# while the machine idled (84-90% busy against 92-95%; 10 of 11 alternating 12 s pairs faster,
+# though whole bench runs could not tell them apart: see the README).
 POOL=${BENCH_POOL:-4}
 pg_cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_bench;Maximum Pool Size=$POOL"
 
