@@ -272,16 +272,21 @@ fi
 
 say ""
 say "== summary"
-say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps (mean of $pgbench_before before and $pgbench_after after): ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target >= 0.60)"
-if [ "$PGBENCH" = 1 ] && [ -s "$work/load-postgres.cpu" ]; then
-  # Steadier than the throughput ratio on a noisy machine: what one checkout costs the whole machine
-  # against what one pgbench transaction costs it (both closed loop, driver or pgbench included).
-  pgb_cpu=$(cat "$work/pgbench-before.cpu" "$work/pgbench-after.cpu" | awk '{s += $1} END {printf "%.3f", s / NR}')
-  say "machine CPU per transaction: pgbench $pgb_cpu ms, POS checkout $(cat "$work/load-postgres.cpu") ms: CPU-normalised ratio $(awk -v a="$pgb_cpu" -v b="$(cat "$work/load-postgres.cpu")" 'BEGIN{printf "%.2f", a / b}')"
+# A provider left out of BENCH_PROVIDERS gets no summary line, rather than zeros.
+if [ -s "$work/rate-postgres.txt" ]; then
+  say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps (mean of $pgbench_before before and $pgbench_after after): ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target >= 0.60)"
+  if [ "$PGBENCH" = 1 ] && [ -s "$work/load-postgres.cpu" ]; then
+    # Steadier than the throughput ratio on a noisy machine: what one checkout costs the whole machine
+    # against what one pgbench transaction costs it (both closed loop, driver or pgbench included).
+    pgb_cpu=$(cat "$work/pgbench-before.cpu" "$work/pgbench-after.cpu" | awk '{s += $1} END {printf "%.3f", s / NR}')
+    say "machine CPU per transaction: pgbench $pgb_cpu ms, POS checkout $(cat "$work/load-postgres.cpu") ms: CPU-normalised ratio $(awk -v a="$pgb_cpu" -v b="$(cat "$work/load-postgres.cpu")" 'BEGIN{printf "%.2f", a / b}')"
+  fi
+  say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
+  say "pgbench TPC-B fixed rate $RATE/s, the database alone, in the same minutes: $pgbench_latency"
 fi
-say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
-say "pgbench TPC-B fixed rate $RATE/s, the database alone, in the same minutes: $pgbench_latency"
-say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
+if [ -s "$work/rate-sqlite.txt" ]; then
+  say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
+fi
 if [ "${#damon_on[@]}" -gt 0 ] && [ "$damon_paused" = 0 ]; then
   say "DAMON paged out $(( $(damon_paged_out_mb) - damon_mb0 )) MB during the run"
 fi
