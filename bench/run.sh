@@ -17,6 +17,7 @@ CLIENTS=${BENCH_CLIENTS:-16}
 SECONDS_RUN=${BENCH_SECONDS:-30}
 WARMUP=${BENCH_WARMUP:-20}
 RATE=${BENCH_RATE:-300}
+COLD=${BENCH_COLD_SECONDS:-6}                     # the fixed rate from the first request after start
 PORT=${BENCH_PORT:-5099}
 PROVIDERS=${BENCH_PROVIDERS:-"postgres sqlite"}  # which providers to drive
 PGBENCH=${BENCH_PGBENCH:-1}                       # 0 skips the pgbench ceiling (profiling runs only)
@@ -149,6 +150,11 @@ run_provider() { # provider connection-string label
   Database__Provider="$provider" Database__ConnectionString="$cs" dotnet "$work/app/LoyaltyApi.dll" migrate >/dev/null
   driver seed "$provider" "$cs" "$MEMBERS" "$work/keys.txt" | tee -a "$report"
   start_service "$provider" "$cs"
+  # Cold start: the fixed rate from the service's first request, nothing warmed, as right after a deploy.
+  driver rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 0 "$COLD" >"$work/cold-$label.txt"
+  say ""
+  say "-- $label, cold start: $RATE purchases/s for ${COLD}s from the first request after start"
+  grep -E '^(purchase|statuses):' "$work/cold-$label.txt" | tee -a "$report"
   local t0 c0 t1 c1 hz p0 p1
   hz=$(getconf CLK_TCK)
   [ "$PG_STATS" = 1 ] && [ "$provider" = Postgres ] && psql_ -d loyalty_bench -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
@@ -283,9 +289,10 @@ if [ -s "$work/rate-postgres.txt" ]; then
   fi
   say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
   say "pgbench TPC-B fixed rate $RATE/s, the database alone, in the same minutes: $pgbench_latency"
+  say "PostgreSQL cold start, $RATE/s for ${COLD}s from the first request: $(grep '^purchase:' "$work/cold-postgres.txt")"
 fi
 if [ -s "$work/rate-sqlite.txt" ]; then
-  say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt")"
+  say "SQLite purchases/s $sqlite_pps; fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-sqlite.txt"); cold start: $(grep '^purchase:' "$work/cold-sqlite.txt")"
 fi
 if [ "${#damon_on[@]}" -gt 0 ] && [ "$damon_paused" = 0 ]; then
   say "DAMON paged out $(( $(damon_paged_out_mb) - damon_mb0 )) MB during the run"
