@@ -93,7 +93,7 @@ psql_ -c "CREATE DATABASE loyalty_bench" -c "CREATE DATABASE pgbench"
 POOL=${BENCH_POOL:-4}
 pg_cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_bench;Maximum Pool Size=$POOL"
 
-say "== LoyaltyApi benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $MEMBERS members, $CLIENTS clients, ${SECONDS_RUN}s runs, PostgreSQL pool $POOL for transactions + 2 multiplexed"
+say "== LoyaltyApi benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $MEMBERS members, $CLIENTS clients, ${SECONDS_RUN}s runs, PostgreSQL pool $POOL for transactions + ${Database__MultiplexedConnections:-2} multiplexed"
 say "PostgreSQL: $(psql_ -c 'SHOW server_version'), fsync=$(psql_ -c 'SHOW fsync'), synchronous_commit=$(psql_ -c 'SHOW synchronous_commit')"
 if [ "${#damon_on[@]}" -gt 0 ]; then
   actions=$(for k in "${damon_on[@]}"; do cat "$k"contexts/*/schemes/*/action 2>/dev/null; done | sort -u | tr '\n' ' ')
