@@ -14,10 +14,14 @@ namespace LoyaltyApi.Tests.Reliability;
 /// A seeded, randomized model test. Workers run concurrently, each owning a few members, and send
 /// thousands of operations (enroll, purchase with and without points, refunds, adjustments, retries
 /// with the same Idempotency-Key, retries with a changed body, redemptions and refunds that must be
-/// refused), while between rounds the clock moves and the expiry job runs. A reference model of the
-/// points rules predicts every response's balance; after each round every member's balance and
-/// every lot (which proves soonest-expiry-first spending) must match the model, and the ledger
-/// invariants must hold. A failure names the seed; LOYALTY_MODEL_SEED=&lt;seed&gt; replays it.
+/// refused, retries sent while the first attempt is still in flight), while between rounds the clock
+/// moves and the expiry job runs. Workers never share a member, so each round also sends bursts at one
+/// member: parallel redemptions that together overspend, parallel refunds that together exceed the
+/// purchase; exactly as many must be accepted as fit, in results that one serial order explains.
+/// A reference model of the points rules predicts every response's balance; after each round every
+/// member's balance and every lot (which proves soonest-expiry-first spending) must match the model,
+/// every acknowledged purchase must be stored exactly once with one earn and one redeem entry, and the
+/// ledger invariants must hold. A failure names the seed; LOYALTY_MODEL_SEED=&lt;seed&gt; replays it.
 /// </summary>
 public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) : ApiTests(fx)
 {
@@ -214,6 +218,12 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
                     }
                 })));
                 Assert.True(failures.IsEmpty, string.Join("\n", failures));
+                // Then many requests for one member at once: the races the workers above never create.
+                var burstRng = new Random(seed * 17 + round);
+                var everyone = workers.SelectMany(w => w.Members).ToList();
+                var where = $"seed {seed}, round {round}";
+                await ContendedRedemptionsAsync(model, everyone[burstRng.Next(everyone.Count)], burstRng, where);
+                await ContendedRefundsAsync(model, everyone[burstRng.Next(everyone.Count)], burstRng, where);
                 await AssertMatchesModelAsync(model, workers, seed, round);
                 await Fx.AssertLedgerInvariantsAsync();
 
@@ -278,21 +288,34 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         return await Fx.BrandPos.SendAsync(request);
     }
 
-    private void AssertBalance(Model model, MMember m, JsonElement balance, string what)
+    private static void AssertBalance(Model model, MMember m, JsonElement balance, string what)
     {
         var expected = (model.Available(m), model.Pending(m));
         var actual = (balance.GetProperty("available").GetInt64(), balance.GetProperty("pending").GetInt64());
         Assert.True(expected == actual, $"{what} for member {m.Id}: expected (available, pending) {expected}, service said {actual}");
     }
 
-    private async Task<(JsonElement Response, object Body, string Key)> DoPurchaseAsync(Model model, Worker w, MMember m, long totalMinor, long redeem)
+    /// <param name="copies">How many identical requests (same key, same body) to send at once: all must get the same 201.</param>
+    private async Task<(JsonElement Response, object Body, string Key)> DoPurchaseAsync(Model model, Worker w, MMember m, long totalMinor, long redeem,
+        int copies = 1)
     {
         var key = Guid.NewGuid().ToString("N");
         var body = Body(m, totalMinor, redeem, Fx.Unique("MR"));
-        var response = await ReadAsync(await SendAsync("/v1/purchases", body, key), HttpStatusCode.Created);
+        var sent = await Task.WhenAll(Enumerable.Range(0, copies).Select(_ => SendAsync("/v1/purchases", body, key)));
+        var responses = new List<JsonElement>();
+        foreach (var r in sent) responses.Add(await ReadAsync(r, HttpStatusCode.Created));
+        foreach (var twin in responses.Skip(1)) Assert.Equal(responses[0].GetRawText(), twin.GetRawText());
+        ApplyPurchase(model, m, responses[0], totalMinor, redeem);
+        return (responses[0], body, key);
+    }
+
+    /// <summary>Replays an accepted purchase on the model and checks what the service answered against it.</summary>
+    private static void ApplyPurchase(Model model, MMember m, JsonElement response, long totalMinor, long redeem)
+    {
         var allocations = redeem > 0 ? model.Take(m, redeem) : [];
         var earned = (totalMinor - redeem * Rules.PointValueMinor) * Rules.EarnRateBps / (10_000 * 100);
         Assert.Equal(earned, response.GetProperty("pointsEarned").GetInt64());
+        Assert.Equal(redeem, response.GetProperty("pointsRedeemed").GetInt64());
         MLot? lot = null;
         if (earned > 0)
         {
@@ -308,7 +331,6 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         foreach (var (usedLot, points) in allocations) p.Allocations.Add(new MAllocation { Lot = usedLot, Points = points, Seq = m.NextAllocationSeq++ });
         m.Purchases.Add(p);
         AssertBalance(model, m, response.GetProperty("balance"), "purchase");
-        return (response, body, key);
     }
 
     private async Task PurchaseAsync(Model model, Worker w, MMember m)
@@ -321,7 +343,11 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
 
     private async Task RetryAsync(Model model, Worker w, MMember m)
     {
-        var (first, body, key) = await DoPurchaseAsync(model, w, m, w.Rng.Next(100, 10_000), 0);
+        var total = (long)w.Rng.Next(100, 10_000);
+        var spendable = Math.Min(model.Available(m), Model.CapPoints(total));
+        var redeem = spendable > 0 && w.Rng.Next(2) == 0 ? w.Rng.NextInt64(1, spendable + 1) : 0;
+        // Half the time the POS's retry overtakes its first attempt: both are in flight together.
+        var (first, body, key) = await DoPurchaseAsync(model, w, m, total, redeem, copies: w.Rng.Next(2) == 0 ? 2 : 1);
         var again = await SendAsync("/v1/purchases", body, key);
         Assert.Equal(first.GetRawText(), (await ReadAsync(again, HttpStatusCode.Created)).GetRawText());
         var changed = await SendAsync("/v1/purchases", Body(m, 12_345, 0, Fx.Unique("MR")), key);
@@ -358,10 +384,15 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         Assert.Equal(reversed, response.GetProperty("pointsReversed").GetInt64());
         Assert.Equal(returned, response.GetProperty("pointsReturned").GetInt64());
         AssertBalance(model, m, response.GetProperty("balance"), "refund");
-        if (w.Rng.Next(4) == 0)
+        if (w.Rng.Next(3) == 0)
         {
             var again = await ReadAsync(await SendAsync($"/v1/purchases/{p.Id}/refunds", body, key), HttpStatusCode.Created);
             Assert.Equal(response.GetRawText(), again.GetRawText());
+        }
+        if (w.Rng.Next(4) == 0)
+        {
+            var changed = await SendAsync($"/v1/purchases/{p.Id}/refunds", new { refundNumber = Fx.Unique("MF"), occurredAt = Fx.Clock.Now, amount = 0.01m }, key);
+            await AssertProblemAsync(changed, HttpStatusCode.Conflict, "idempotency_key_reused");
         }
     }
 
@@ -387,12 +418,98 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         AssertBalance(model, m, response.GetProperty("balance"), "adjustment");
     }
 
+    /// <summary>
+    /// Eight purchases for one member at once, each redeeming the same points: exactly as many are
+    /// accepted as the balance covers, the rest are refused, and the balances the accepted ones report
+    /// are the steps of one serial order, which the model then replays.
+    /// </summary>
+    private async Task ContendedRedemptionsAsync(Model model, MMember m, Random rng, string where)
+    {
+        const int Parallel = 8;
+        var available = model.Available(m);
+        if (available < 2) return;
+        var redeem = rng.NextInt64(Math.Max(1, available / 6), available / 3 + 1); // 3 to 6 of the 8 fit
+        var total = 2 * redeem + rng.Next(0, 2_000); // the cap (half the receipt) never refuses these
+        var sent = await Task.WhenAll(Enumerable.Range(0, Parallel).Select(_ =>
+            SendAsync("/v1/purchases", Body(m, total, redeem, Fx.Unique("MC")), Guid.NewGuid().ToString("N"))));
+        var accepted = new List<JsonElement>();
+        foreach (var r in sent)
+        {
+            if (r.StatusCode == HttpStatusCode.Created) accepted.Add(await ReadAsync(r, HttpStatusCode.Created));
+            else await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "insufficient_points", "pointsToRedeem");
+        }
+        var fits = (int)Math.Min(Parallel, available / redeem);
+        Assert.True(accepted.Count == fits,
+            $"{where}, member {m.Id}: {accepted.Count} of {Parallel} parallel redemptions of {redeem} from {available} points accepted, expected {fits}");
+        output.WriteLine($"{where}: {accepted.Count} of {Parallel} parallel redemptions of {redeem} from {available} points accepted");
+        foreach (var response in accepted.OrderByDescending(a => a.GetProperty("balance").GetProperty("available").GetInt64()))
+        {
+            ApplyPurchase(model, m, response, total, redeem);
+        }
+    }
+
+    /// <summary>
+    /// Six partial refunds of one purchase at once, together more than is left of it: exactly as many are
+    /// accepted as fit, and what they reversed, returned and left on the balance is what refunding them
+    /// one after another gives. Steps that look alike cannot be told apart, so they are compared as a multiset.
+    /// </summary>
+    private async Task ContendedRefundsAsync(Model model, MMember m, Random rng, string where)
+    {
+        const int Parallel = 6;
+        var open = m.Purchases.Where(p => p.TotalMinor - p.Refunded >= 4).ToList();
+        if (open.Count == 0) return;
+        var p = open[rng.Next(open.Count)];
+        var left = p.TotalMinor - p.Refunded;
+        var amount = rng.NextInt64(Math.Max(1, left / Parallel), left / 3 + 1);
+        var sent = await Task.WhenAll(Enumerable.Range(0, Parallel).Select(_ => SendAsync($"/v1/purchases/{p.Id}/refunds",
+            new { refundNumber = Fx.Unique("MG"), occurredAt = Fx.Clock.Now, amount = amount / 100m }, Guid.NewGuid().ToString("N"))));
+        var fits = (int)Math.Min(Parallel, left / amount);
+        // The refused ones all come after the accepted ones: nothing is refused while a whole amount is left.
+        var fullyRefunded = fits * amount == left;
+        var accepted = new List<JsonElement>();
+        foreach (var r in sent)
+        {
+            if (r.StatusCode == HttpStatusCode.Created) accepted.Add(await ReadAsync(r, HttpStatusCode.Created));
+            else if (fullyRefunded) await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "already_refunded");
+            else await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "refund_exceeds_purchase", "amount");
+        }
+        Assert.True(accepted.Count == fits,
+            $"{where}, purchase {p.Id}: {accepted.Count} of {Parallel} parallel refunds of {amount} from {left} accepted, expected {fits}");
+        output.WriteLine($"{where}: {accepted.Count} of {Parallel} parallel refunds of {amount} from {left} accepted");
+        var expected = new List<string>();
+        for (var i = 0; i < fits; i++)
+        {
+            var (reversed, returned) = model.Refund(m, p, amount);
+            expected.Add($"reversed {reversed}, returned {returned}, balance {model.Available(m)}/{model.Pending(m)}");
+        }
+        var actual = accepted.Select(a => $"reversed {a.GetProperty("pointsReversed").GetInt64()}, returned {a.GetProperty("pointsReturned").GetInt64()}, " +
+            $"balance {a.GetProperty("balance").GetProperty("available").GetInt64()}/{a.GetProperty("balance").GetProperty("pending").GetInt64()}");
+        Assert.True(expected.Order().SequenceEqual(actual.Order()),
+            $"{where}, purchase {p.Id}: parallel refunds gave [{string.Join("; ", actual)}], serial replay [{string.Join("; ", expected)}]");
+    }
+
     private sealed class LotRow
     {
         public long RemainingPoints { get; set; }
         public long GrantedPoints { get; set; }
         public long ExpiredPoints { get; set; }
+        public long ReversedPoints { get; set; }
+        public DateTime AvailableAt { get; set; }
         public DateTime ExpiresAt { get; set; }
+    }
+
+    private sealed class StoredPurchase
+    {
+        public long Id { get; set; }
+        public long MemberId { get; set; }
+    }
+
+    private sealed class PurchaseEntries
+    {
+        public long PurchaseId { get; set; }
+        public string EntryType { get; set; } = "";
+        public long Entries { get; set; }
+        public long Points { get; set; }
     }
 
     /// <summary>Every member's balance, debt and every lot (in creation order) equal the model's.</summary>
@@ -404,21 +521,47 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
             var balance = await Fx.BalanceAsync(m.Id);
             AssertBalance(model, m, balance, where);
             Assert.True(m.Debt == await Fx.ScalarAsync<long>("SELECT debt_points FROM point_accounts WHERE member_id = @Id", new { m.Id }), $"{where}: debt");
-            var lots = await Fx.QueryAsync<LotRow>(
-                "SELECT remaining_points, granted_points, expired_points, expires_at FROM point_lots WHERE member_id = @Id ORDER BY id", new { m.Id });
+            var lots = await Fx.QueryAsync<LotRow>("""
+                SELECT remaining_points, granted_points, expired_points, reversed_points, available_at, expires_at
+                FROM point_lots WHERE member_id = @Id ORDER BY id
+                """, new { m.Id });
             Assert.True(lots.Count == m.Lots.Count, $"{where}: {lots.Count} lots in the database, {m.Lots.Count} in the model");
             for (var i = 0; i < lots.Count; i++)
             {
                 var (db, ml) = (lots[i], m.Lots[i]);
-                Assert.True(db.GrantedPoints == ml.Granted && db.RemainingPoints == ml.Remaining && db.ExpiresAt == ml.ExpiresAt,
-                    $"{where}, lot #{i}: database (granted {db.GrantedPoints}, remaining {db.RemainingPoints}, expires {db.ExpiresAt:O}) " +
-                    $"vs model (granted {ml.Granted}, remaining {ml.Remaining}, expires {ml.ExpiresAt:O})");
+                Assert.True(db.GrantedPoints == ml.Granted && db.RemainingPoints == ml.Remaining && db.ExpiredPoints == ml.Expired
+                            && db.ReversedPoints == ml.Reversed && db.AvailableAt == ml.AvailableAt && db.ExpiresAt == ml.ExpiresAt,
+                    $"{where}, lot #{i}: database (granted {db.GrantedPoints}, remaining {db.RemainingPoints}, expired {db.ExpiredPoints}, " +
+                    $"reversed {db.ReversedPoints}, available {db.AvailableAt:O}, expires {db.ExpiresAt:O}) vs model (granted {ml.Granted}, " +
+                    $"remaining {ml.Remaining}, expired {ml.Expired}, reversed {ml.Reversed}, available {ml.AvailableAt:O}, expires {ml.ExpiresAt:O})");
             }
         }
-        var acknowledged = workers.SelectMany(w => w.Members).SelectMany(m => m.Purchases).Select(p => p.Id).ToList();
-        var stored = await Fx.QueryAsync<long>("SELECT id FROM purchases");
-        Assert.True(acknowledged.All(new HashSet<long>(stored).Contains), $"seed {seed}: an acknowledged purchase is missing");
-        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM (SELECT store_id, receipt_number FROM purchases GROUP BY store_id, receipt_number HAVING COUNT(*) > 1) d"));
+
+        // Every acknowledged purchase is stored exactly once, nothing else is stored for these members, and
+        // each earned and redeemed its points in exactly one ledger entry.
+        var members = workers.SelectMany(w => w.Members).Select(m => m.Id).ToHashSet();
+        var acknowledged = workers.SelectMany(w => w.Members).SelectMany(m => m.Purchases).ToDictionary(p => p.Id);
+        var stored = (await Fx.QueryAsync<StoredPurchase>("SELECT id, member_id FROM purchases")).Where(p => members.Contains(p.MemberId)).ToList();
+        Assert.True(stored.Count == acknowledged.Count && stored.All(p => acknowledged.ContainsKey(p.Id)),
+            $"seed {seed}, round {round}: {stored.Count} purchases stored for the model's members, {acknowledged.Count} acknowledged; " +
+            $"stored but not acknowledged: [{string.Join(", ", stored.Where(p => !acknowledged.ContainsKey(p.Id)).Select(p => p.Id))}], " +
+            $"acknowledged but not stored: [{string.Join(", ", acknowledged.Keys.Except(stored.Select(p => p.Id)))}]");
+        var entries = (await Fx.QueryAsync<PurchaseEntries>("""
+                SELECT purchase_id, entry_type, COUNT(*) AS entries, SUM(points) AS points
+                FROM ledger_entries
+                WHERE refund_id IS NULL AND purchase_id IS NOT NULL AND entry_type IN ('earn', 'redeem')
+                GROUP BY purchase_id, entry_type
+                """)).Where(e => acknowledged.ContainsKey(e.PurchaseId)).ToLookup(e => (e.PurchaseId, e.EntryType));
+        foreach (var p in acknowledged.Values)
+        {
+            foreach (var (type, points) in new[] { ("earn", p.Earned), ("redeem", -p.Redeemed) })
+            {
+                var e = entries[(p.Id, type)].SingleOrDefault();
+                var (count, sum) = (e?.Entries ?? 0, e?.Points ?? 0);
+                Assert.True(count == (points == 0 ? 0 : 1) && sum == points,
+                    $"seed {seed}, round {round}, purchase {p.Id}: {count} {type} entries of {sum} points, expected {(points == 0 ? 0 : 1)} of {points}");
+            }
+        }
     }
 }
 
