@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Dapper;
+using Microsoft.OpenApi;
 
 namespace LoyaltyApi.Infrastructure;
 
@@ -42,12 +43,31 @@ public static class Idempotency
         VALUES (@ClientKey, @Key, @Operation, @RequestHash, @StatusCode, @ResponseJson, @CreatedAt)
         """;
 
+    public const int MaxKeyLength = 200;
+
+    /// <summary>Documents the header on an operation that honours it, so clients and the bad-input suite find it in the OpenAPI document.</summary>
+    public static RouteHandlerBuilder AcceptsIdempotencyKey(this RouteHandlerBuilder builder) =>
+        builder.AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            operation.Parameters ??= [];
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = Header,
+                In = ParameterLocation.Header,
+                Required = false,
+                Description = "Any 1 to 200 visible ASCII characters, unique per request. A retry with the same key and body replays the " +
+                              "first response (with Idempotent-Replayed: true); the same key with another body is a 409. Keys are kept per API client.",
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = MaxKeyLength, Pattern = "^[!-~]+$" },
+            });
+            return Task.CompletedTask;
+        });
+
     /// <summary>Reads and checks the header; a malformed key is a 400 naming the header.</summary>
     public static string? KeyFrom(HttpContext http)
     {
         if (!http.Request.Headers.TryGetValue(Header, out var values)) return null;
         var key = values.ToString();
-        if (key.Length is 0 or > 200 || key.Any(c => c < 0x21 || c > 0x7E))
+        if (key.Length is 0 or > MaxKeyLength || key.Any(c => c < 0x21 || c > 0x7E))
         {
             throw new DomainRejection(400, "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 200 visible ASCII characters.", Header);

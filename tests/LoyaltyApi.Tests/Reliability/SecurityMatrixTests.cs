@@ -14,8 +14,8 @@ namespace LoyaltyApi.Tests.Reliability;
 
 /// <summary>
 /// Every operation of the OpenAPI document against every kind of caller that must be turned away:
-/// nobody, a member token outside /v1/me, a non-admin key on admin-only endpoints (read from the
-/// endpoints' own authorization metadata), another merchant's pos key on the Brand's resources. Each
+/// nobody, a member token outside /v1/me, a non-admin key on admin-only endpoints and a finance or
+/// analyst key on till endpoints (both read from the endpoints' own authorization metadata), another merchant's pos key on the Brand's resources. Each
 /// refusal must be a problem and write nothing, and each operation is then called by its rightful
 /// caller to show the refusal was about the credential. Counts prove no operation was skipped.
 /// </summary>
@@ -149,6 +149,39 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
 
         Assert.Equal(adminOnly.Count, checkedOperations);
         runner.AssertClean($"{checkedOperations} admin-only operations with non-admin keys");
+    }
+
+    /// <summary>Till operations as of this writing; the suite checks whatever the metadata says, and at least these.</summary>
+    private static readonly string[] KnownPosOrAdmin =
+        ["EnrollMember", "GetMember", "FindMembers", "IssueCard", "LookupCard", "BlockCard", "ReplaceCard", "QuotePurchase", "RecordPurchase", "GetPurchase", "RecordRefund", "GetMemberBalance"];
+
+    [Fact]
+    public async Task EveryTillOperationRefusesFinanceAndAnalystKeys()
+    {
+        var (api, requests, runner, auth) = await SetUpAsync();
+        var tillOperations = api.Operations.Where(o => auth[o.OperationId].Policies.Contains(Policies.PosOrAdmin)).ToList();
+        Assert.Empty(KnownPosOrAdmin.Except(tillOperations.Select(o => o.OperationId)).Select(id => $"{id} is no longer a till operation"));
+        var keys = new (string Label, HttpClient Client)[]
+        {
+            ("a finance key", Fx.Client(await Fx.CreateKeyAsync(Fx.Unique("finance "), Roles.Finance, null, null))),
+            ("an analyst key", Fx.Client(await Fx.CreateKeyAsync(Fx.Unique("analyst "), Roles.Analyst, null, null))),
+            ("a finance key of the Brand's merchant", Fx.Client(await Fx.CreateKeyAsync(Fx.Unique("brand finance "), Roles.Finance, Fx.BrandId, null))),
+        };
+
+        var checkedOperations = 0;
+        foreach (var op in tillOperations)
+        {
+            var request = await requests.CreateAsync(op);
+            foreach (var (label, client) in keys)
+            {
+                await runner.RunAsync(client, request.Probe("credentials", label), Expect.Exactly(403));
+            }
+            await runner.RunAsync(requests.ClientFor(request), request.Probe("control", "the rightful caller"), Expect.Success);
+            checkedOperations++;
+        }
+
+        Assert.Equal(tillOperations.Count, checkedOperations);
+        runner.AssertClean($"{checkedOperations} till operations with finance and analyst keys");
     }
 
     [Fact]

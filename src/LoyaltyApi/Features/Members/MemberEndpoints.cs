@@ -124,7 +124,7 @@ public static class MemberEndpoints
         var group = app.MapGroup("/v1/members").WithTags("Members").RequireAuthorization(Policies.PosOrAdmin);
         group.MapPost("", Enroll).WithName("EnrollMember")
             .WithSummary("Enroll a member (optionally issuing a card). Phone and e-mail are normalised and unique; supports Idempotency-Key.")
-            .Validate<EnrollMemberRequest>().ProducesProblem(409).ProducesProblem(422);
+            .Validate<EnrollMemberRequest>().ProducesProblem(409).ProducesProblem(422).AcceptsIdempotencyKey();
         group.MapGet("{id:long}", GetMember).WithName("GetMember").WithSummary("One member.").ProducesProblem(404);
         group.MapGet("", FindMembers).WithName("FindMembers")
             .WithSummary("Look a member up by exactly one of phone, email or externalId (exact match after normalising).")

@@ -173,7 +173,7 @@ public static class BalanceEndpoints
             .RequireAuthorization(Policies.Admin).ProducesProblem(400).ProducesProblem(404);
         group.MapPost("members/{id:long}/adjustments", Adjust).WithName("AdjustPoints")
             .WithSummary("Manual adjustment with a reason; recorded in the ledger with who and when. Supports Idempotency-Key.")
-            .RequireAuthorization(Policies.Admin).Validate<AdjustmentRequest>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+            .RequireAuthorization(Policies.Admin).Validate<AdjustmentRequest>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(422).AcceptsIdempotencyKey();
         group.MapGet("me", GetMe).WithName("GetMe")
             .WithSummary("The signed-in member (bearer JWT, sub = member id) with their balance.")
             .RequireAuthorization(Policies.Member).ProducesProblem(404);

@@ -195,7 +195,7 @@ public static class PurchaseEndpoints
         group.MapPost("", RecordPurchase).WithName("RecordPurchase")
             .WithSummary("Record a receipt: redeem points (soonest-expiring lots first) and earn points, in one transaction. " +
                          "Retries with the same store + receiptNumber or Idempotency-Key replay the first response; a different body is a 409.")
-            .Validate<PurchaseRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+            .Validate<PurchaseRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422).AcceptsIdempotencyKey();
         group.MapGet("{id:long}", GetPurchase).WithName("GetPurchase")
             .WithSummary("A recorded purchase with what has been refunded so far. A pos key sees only its merchant's purchases.")
             .ProducesProblem(404);

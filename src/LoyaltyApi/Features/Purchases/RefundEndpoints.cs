@@ -163,7 +163,7 @@ public static class RefundEndpoints
         purchases.MapPost("{id:long}/refunds", RecordRefund).WithName("RecordRefund")
             .WithSummary("Refund a purchase in full, by amount or by lines. Earned points are reversed and redeemed points given back " +
                          "in proportion (rounded down, never beyond what was granted); the balance may go negative.")
-            .Validate<RefundRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+            .Validate<RefundRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422).AcceptsIdempotencyKey();
     }
 
     public static async Task<Results<Created<RefundResponse>, ProblemHttpResult>> RecordRefund(
