@@ -14,11 +14,12 @@ using Xunit.Abstractions;
 namespace LoyaltyApi.Tests.Reliability;
 
 /// <summary>
-/// Fault injection on PostgreSQL: point-of-sale clients record purchases concurrently, each retrying the
-/// same request (same Idempotency-Key, same body) on 5xx, 408, 429, timeouts and transport errors, while
-/// the database connections are killed several times and the server is restarted crash-style once.
-/// Afterwards every acknowledged purchase must exist exactly once, nothing unacknowledged may exist, and
-/// the ledger must hold exactly what the acknowledged responses said — no more, no less.
+/// Fault injection on PostgreSQL: point-of-sale clients record purchases concurrently, and refund some of
+/// the purchases they were acknowledged, each retrying the same request (same Idempotency-Key, same body)
+/// on 5xx, 408, 429, timeouts and transport errors, while the database connections are killed several
+/// times and the server is restarted crash-style once. Afterwards every acknowledged purchase and refund
+/// must exist exactly once, nothing unacknowledged may exist, and the ledger must hold exactly what the
+/// acknowledged responses said — no more, no less.
 /// </summary>
 [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
 public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper output) : ApiTests(fx), IClassFixture<PostgresApiFixture>
@@ -47,6 +48,12 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
 
     private sealed record Refused(int Client, string Key, long StoreId, string Receipt, long MemberId);
 
+    private sealed record RefundAck(int Client, string Key, string RefundNumber, long PurchaseId, long MemberId, long AmountMinor,
+        long RefundId, long PointsReversed, long PointsReturned, bool Replayed);
+
+    /// <summary>One in this many purchases is followed by a refund of one of the client's acknowledged purchases.</summary>
+    private const int RefundOneIn = 4;
+
     private sealed class Stats
     {
         public int Attempts;
@@ -71,6 +78,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         public string ReceiptNumber { get; set; } = "";
         public long PointsEarned { get; set; }
         public long PointsRedeemed { get; set; }
+        public long RefundedMinor { get; set; }
     }
 
     public sealed class LedgerGroup
@@ -87,6 +95,17 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         public int StatusCode { get; set; }
         public string ResponseJson { get; set; } = "";
         public long? PurchaseId { get; set; }
+    }
+
+    public sealed class RefundRow
+    {
+        public long Id { get; set; }
+        public long PurchaseId { get; set; }
+        public long MemberId { get; set; }
+        public string RefundNumber { get; set; } = "";
+        public long AmountMinor { get; set; }
+        public long PointsReversed { get; set; }
+        public long PointsReturned { get; set; }
     }
 
     public sealed class CountRow
@@ -122,6 +141,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         var stats = new Stats();
         var acks = new ConcurrentBag<Ack>();
         var refused = new ConcurrentBag<Refused>();
+        var refundAcks = new ConcurrentBag<RefundAck>();
         var unexpected = new ConcurrentBag<string>();
         var gaveUp = new ConcurrentBag<string>();
         var completed = 0;
@@ -135,6 +155,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             // so a seed always produces the same purchases whatever the faults did to the retries.
             var rng = new Random(unchecked(seed + 7919 * (client + 1)));
             var timing = new Random(unchecked(seed - 104_729 * (client + 1)));
+            var refundable = new List<(long PurchaseId, long MemberId, long TotalMinor)>();
             for (var i = 0; i < PurchasesPerClient && load.Elapsed < LoadWindow; i++)
             {
                 var (memberId, card) = members[rng.Next(members.Count)];
@@ -144,7 +165,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
                 var receipt = $"FT-{seed:x8}-{client:D2}-{i:D4}";
                 var key = $"fault-{seed:x8}-{client:D2}-{i:D4}-{rng.Next():x8}";
                 var json = JsonSerializer.Serialize(Fx.PurchaseBody(card, amount, redeem, receipt, storeId), Json.Web);
-                var outcome = await SendWithRetriesAsync(timing, rng.Next(ImpatientOneIn) == 0, key, json, stats);
+                var outcome = await SendWithRetriesAsync(timing, rng.Next(ImpatientOneIn) == 0, "/v1/purchases", key, json, stats);
                 switch (outcome)
                 {
                     case { Status: 201 } ok:
@@ -160,6 +181,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
                         {
                             unexpected.Add($"{key}: asked to redeem {redeem}, acknowledged {ok.Body}");
                         }
+                        refundable.Add((body.GetProperty("purchaseId").GetInt64(), memberId, (long)(amount * 100)));
                         break;
                     }
                     case { Status: 422 } no when ProblemCode(no.Body) == "insufficient_points":
@@ -173,6 +195,32 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
                         break;
                 }
                 Interlocked.Increment(ref completed);
+                // Now and then the till refunds one of its own acknowledged purchases (once each, so none is refused).
+                if (refundable.Count > 0 && rng.Next(RefundOneIn) == 0)
+                {
+                    var (purchaseId, refundMember, totalMinor) = refundable[rng.Next(refundable.Count)];
+                    refundable.RemoveAll(r => r.PurchaseId == purchaseId);
+                    var refundMinor = rng.Next(3) == 0 ? totalMinor : rng.NextInt64(1, totalMinor);
+                    var refundNumber = $"FR-{seed:x8}-{client:D2}-{i:D4}";
+                    var refundKey = $"fault-refund-{seed:x8}-{client:D2}-{i:D4}-{rng.Next():x8}";
+                    var refundJson = JsonSerializer.Serialize(refundMinor == totalMinor
+                        ? (object)new { refundNumber, occurredAt = Fx.Clock.Now }
+                        : new { refundNumber, occurredAt = Fx.Clock.Now, amount = refundMinor / 100m }, Json.Web);
+                    var answer = await SendWithRetriesAsync(timing, rng.Next(ImpatientOneIn) == 0, $"/v1/purchases/{purchaseId}/refunds", refundKey, refundJson, stats);
+                    if (answer is { Status: 201 })
+                    {
+                        var body = JsonDocument.Parse(answer.Body).RootElement;
+                        refundAcks.Add(new RefundAck(client, refundKey, refundNumber, purchaseId, refundMember, refundMinor,
+                            body.GetProperty("refundId").GetInt64(), body.GetProperty("pointsReversed").GetInt64(),
+                            body.GetProperty("pointsReturned").GetInt64(), answer.Replayed));
+                        if (body.GetProperty("purchaseId").GetInt64() != purchaseId || body.GetProperty("refundNumber").GetString() != refundNumber)
+                        {
+                            unexpected.Add($"{refundKey}: acknowledged for another purchase or refund number: {answer.Body}");
+                        }
+                    }
+                    else if (answer.GaveUp) gaveUp.Add($"{refundKey} (refund {refundNumber}) after {answer.Attempts} attempts: {answer.Body}");
+                    else unexpected.Add($"{refundKey} (refund {refundNumber} of purchase {purchaseId}) answered {answer.Status}: {answer.Body}");
+                }
                 await Task.Delay(timing.Next(2, 25));
             }
         }
@@ -208,10 +256,12 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         NpgsqlConnection.ClearAllPools();
 
         var acked = acks.ToList();
+        var ackedRefunds = refundAcks.ToList();
         var serviceErrors = Fx.Logs.Lines.Where(l => l.StartsWith("Error ", StringComparison.Ordinal) || l.StartsWith("Critical ", StringComparison.Ordinal))
             .Select(l => l.Split(':', 2)[0] + ": " + FirstLine(l.Split(':', 2).ElementAtOrDefault(1) ?? "")).GroupBy(l => l).Select(g => $"{g.Count()} x {g.Key}").ToList();
         output.WriteLine($"load {load.Elapsed.TotalSeconds:F1} s, total {total.Elapsed.TotalSeconds:F1} s; {Clients} clients, {Members} members, planned {planned}, completed {completed}");
         output.WriteLine($"acknowledged {acked.Count} (of which {acked.Count(a => a.PointsRedeemed > 0)} redeemed, {acked.Count(a => a.Replayed)} were replays of a commit whose answer was lost), refused insufficient_points {refused.Count}");
+        output.WriteLine($"refunds acknowledged {ackedRefunds.Count} (of which {ackedRefunds.Count(r => r.Replayed)} were replays of a commit whose answer was lost)");
         output.WriteLine($"attempts {stats.Attempts}, retries {stats.Retries} over {stats.RequestsThatRetried} requests, max attempts for one request {(acked.Count == 0 ? 0 : acked.Max(a => a.Attempts))}");
         output.WriteLine($"retried statuses: {string.Join(", ", stats.RetriedStatuses.OrderBy(p => p.Key).Select(p => $"{p.Key} x {p.Value}"))}; " +
                          $"timeouts {stats.Timeouts}; transport errors {stats.TransportErrors} ({string.Join(", ", stats.Exceptions.Select(p => $"{p.Key} x {p.Value}"))})");
@@ -225,14 +275,16 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         Assert.True(stats.KillRounds >= 3 && stats.BackendsTerminated > 0, $"seed {seed}: only {stats.KillRounds} kill rounds terminating {stats.BackendsTerminated} backends");
         Assert.True(stats.Retries > 0 && stats.RequestsThatRetried > 0, $"seed {seed}: no client saw a failure, so no fault was exercised");
         Assert.True(acked.Count >= planned / 2, $"seed {seed}: only {acked.Count} of {planned} purchases were acknowledged");
+        Assert.True(ackedRefunds.Count >= acked.Count / (2 * RefundOneIn), $"seed {seed}: only {ackedRefunds.Count} refunds were acknowledged");
 
-        await AssertPurchasesMatchAsync(seed, acked, refused.ToList());
-        await AssertLedgerMatchesAsync(seed, acked, members.Select(m => m.Id).ToList());
+        await AssertPurchasesMatchAsync(seed, acked, refused.ToList(), ackedRefunds);
+        await AssertRefundsMatchAsync(seed, ackedRefunds);
+        await AssertLedgerMatchesAsync(seed, acked, ackedRefunds, members.Select(m => m.Id).ToList());
     }
 
-    private async Task AssertPurchasesMatchAsync(int seed, List<Ack> acked, List<Refused> refused)
+    private async Task AssertPurchasesMatchAsync(int seed, List<Ack> acked, List<Refused> refused, List<RefundAck> refunds)
     {
-        var rows = await Fx.QueryAsync<PurchaseRow>("SELECT id, member_id, store_id, receipt_number, points_earned, points_redeemed FROM purchases");
+        var rows = await Fx.QueryAsync<PurchaseRow>("SELECT id, member_id, store_id, receipt_number, points_earned, points_redeemed, refunded_minor FROM purchases");
         var byReceipt = rows.ToLookup(r => (r.StoreId, r.ReceiptNumber));
         var byId = rows.ToLookup(r => r.Id);
 
@@ -247,6 +299,8 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             Assert.True(p.MemberId == a.MemberId && p.PointsEarned == a.PointsEarned && p.PointsRedeemed == a.PointsRedeemed,
                 $"seed {seed}: purchase {p.Id} stored member {p.MemberId} earned {p.PointsEarned} redeemed {p.PointsRedeemed}; " +
                 $"acknowledged member {a.MemberId} earned {a.PointsEarned} redeemed {a.PointsRedeemed}");
+            var refunded = refunds.Where(r => r.PurchaseId == a.PurchaseId).Sum(r => r.AmountMinor);
+            Assert.True(p.RefundedMinor == refunded, $"seed {seed}: purchase {p.Id} shows {p.RefundedMinor} refunded, acknowledged refunds total {refunded}");
         }
         foreach (var r in refused)
         {
@@ -269,6 +323,9 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             WHERE k.operation = 'purchase'
             """);
         Assert.Equal(acked.Count, keys.Count);
+        var refundKeys = (await Fx.QueryAsync<string>("SELECT idem_key FROM idempotency_keys WHERE operation LIKE 'refund:%'")).ToHashSet();
+        Assert.True(refundKeys.SetEquals(refunds.Select(r => r.Key)),
+            $"seed {seed}: {refundKeys.Count} refund keys stored for {refunds.Count} acknowledged refunds");
         var keyed = keys.ToDictionary(k => k.IdemKey);
         foreach (var a in acked)
         {
@@ -279,7 +336,29 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         }
     }
 
-    private async Task AssertLedgerMatchesAsync(int seed, List<Ack> acked, List<long> memberIds)
+    /// <summary>Every acknowledged refund is stored once, as acknowledged; nothing else is.</summary>
+    private async Task AssertRefundsMatchAsync(int seed, List<RefundAck> acked)
+    {
+        var rows = await Fx.QueryAsync<RefundRow>("""
+            SELECT id, purchase_id, member_id, refund_number, amount_minor, points_reversed, points_returned FROM refunds
+            """);
+        Assert.Equal(acked.Count, acked.Select(a => a.RefundId).Distinct().Count());
+        var byNumber = rows.ToLookup(r => r.RefundNumber);
+        foreach (var a in acked)
+        {
+            var found = byNumber[a.RefundNumber].ToList();
+            Assert.True(found.Count == 1, $"seed {seed}: acknowledged refund {a.RefundNumber} (key {a.Key}) is stored {found.Count} times");
+            var r = found[0];
+            Assert.True(r.Id == a.RefundId && r.PurchaseId == a.PurchaseId && r.MemberId == a.MemberId && r.AmountMinor == a.AmountMinor
+                        && r.PointsReversed == a.PointsReversed && r.PointsReturned == a.PointsReturned,
+                $"seed {seed}: refund {a.RefundNumber} stored as {r.Id} of purchase {r.PurchaseId}, {r.AmountMinor} minor, reversed {r.PointsReversed}, " +
+                $"returned {r.PointsReturned}; acknowledged {a.RefundId} of purchase {a.PurchaseId}, {a.AmountMinor}, {a.PointsReversed}, {a.PointsReturned}");
+        }
+        var stray = rows.Select(r => r.RefundNumber).Except(acked.Select(a => a.RefundNumber)).ToList();
+        Assert.True(stray.Count == 0, $"seed {seed}: refunds recorded that no client saw acknowledged: {string.Join(", ", stray.Take(20))}");
+    }
+
+    private async Task AssertLedgerMatchesAsync(int seed, List<Ack> acked, List<RefundAck> refunds, List<long> memberIds)
     {
         var byMember = (await Fx.QueryAsync<LedgerGroup>("""
             SELECT member_id AS owner, entry_type, COUNT(*) AS entries, SUM(points) AS points
@@ -298,13 +377,19 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             Assert.True(Entries("earn") == mine.Count(a => a.PointsEarned > 0), $"seed {seed}: member {member} has {Entries("earn")} earn entries for {mine.Count(a => a.PointsEarned > 0)} earning purchases");
             Assert.True(Entries("redeem") == mine.Count(a => a.PointsRedeemed > 0), $"seed {seed}: member {member} has {Entries("redeem")} redeem entries for {mine.Count(a => a.PointsRedeemed > 0)} redeeming purchases");
             Assert.True(Points("adjustment") == InitialPoints && Entries("adjustment") == 1, $"seed {seed}: member {member} adjustments {Entries("adjustment")} entries, {Points("adjustment")} points");
-            var others = groups.Keys.Except(["earn", "redeem", "adjustment"]).ToList();
+            var myRefunds = refunds.Where(r => r.MemberId == member).ToList();
+            var reversed = myRefunds.Sum(r => r.PointsReversed);
+            var returned = myRefunds.Sum(r => r.PointsReturned);
+            Assert.True(Points("earn_reversal") == -reversed && Entries("earn_reversal") == myRefunds.Count(r => r.PointsReversed > 0),
+                $"seed {seed}: member {member} ledger reversed {-Points("earn_reversal")} in {Entries("earn_reversal")} entries, acknowledged {reversed}");
+            Assert.True(Points("redeem_return") == returned, $"seed {seed}: member {member} ledger returned {Points("redeem_return")}, acknowledged {returned}");
+            var others = groups.Keys.Except(["earn", "redeem", "adjustment", "earn_reversal", "redeem_return"]).ToList();
             Assert.True(others.Count == 0, $"seed {seed}: member {member} has unexpected ledger entries: {string.Join(", ", others)}");
         }
 
         var byPurchase = (await Fx.QueryAsync<LedgerGroup>("""
             SELECT purchase_id AS owner, entry_type, COUNT(*) AS entries, SUM(points) AS points
-            FROM ledger_entries WHERE purchase_id IS NOT NULL GROUP BY purchase_id, entry_type
+            FROM ledger_entries WHERE purchase_id IS NOT NULL AND refund_id IS NULL GROUP BY purchase_id, entry_type
             """)).ToLookup(g => g.Owner);
         var ackedIds = acked.Select(a => a.PurchaseId).ToHashSet();
         var orphans = byPurchase.Select(g => g.Key).Where(id => !ackedIds.Contains(id)).ToList();
@@ -317,11 +402,28 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             var actual = byPurchase[a.PurchaseId].Select(g => $"{g.EntryType} {g.Entries} {g.Points}").Order(StringComparer.Ordinal).ToList();
             Assert.True(expected.SequenceEqual(actual), $"seed {seed}: purchase {a.PurchaseId} ledger [{string.Join("; ", actual)}], expected [{string.Join("; ", expected)}]");
         }
+
+        var byRefund = (await Fx.QueryAsync<LedgerGroup>("""
+            SELECT refund_id AS owner, entry_type, COUNT(*) AS entries, SUM(points) AS points
+            FROM ledger_entries WHERE refund_id IS NOT NULL GROUP BY refund_id, entry_type
+            """)).ToLookup(g => g.Owner);
+        var refundIds = refunds.Select(r => r.RefundId).ToHashSet();
+        var strayEntries = byRefund.Select(g => g.Key).Where(id => !refundIds.Contains(id)).ToList();
+        Assert.True(strayEntries.Count == 0, $"seed {seed}: ledger entries for refunds nobody acknowledged: {string.Join(", ", strayEntries.Take(20))}");
+        foreach (var r in refunds)
+        {
+            var groups = byRefund[r.RefundId].ToDictionary(g => g.EntryType);
+            var reversed = groups.TryGetValue("earn_reversal", out var rev) ? -rev.Points : 0;
+            var returned = groups.TryGetValue("redeem_return", out var ret) ? ret.Points : 0;
+            Assert.True(reversed == r.PointsReversed && returned == r.PointsReturned && groups.Keys.All(k => k is "earn_reversal" or "redeem_return"),
+                $"seed {seed}: refund {r.RefundId} ledger reversed {reversed}, returned {returned} ({string.Join(", ", groups.Keys)}); " +
+                $"acknowledged {r.PointsReversed}, {r.PointsReturned}");
+        }
     }
 
     private sealed record Outcome(int Status, string Body, bool Replayed, int Attempts, bool GaveUp = false);
 
-    private async Task<Outcome> SendWithRetriesAsync(Random rng, bool impatient, string key, string json, Stats stats)
+    private async Task<Outcome> SendWithRetriesAsync(Random rng, bool impatient, string path, string key, string json, Stats stats)
     {
         var started = Stopwatch.StartNew();
         var last = "";
@@ -335,7 +437,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             using var timeout = new CancellationTokenSource(patience);
             try
             {
-                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/purchases") { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+                using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
                 request.Headers.Add(Idempotency.Header, key);
                 using var response = await Fx.BrandPos.SendAsync(request, timeout.Token);
                 var body = await response.Content.ReadAsStringAsync(timeout.Token);
