@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using LoyaltyApi.Tests.Infrastructure;
 using Xunit;
 
@@ -11,7 +12,14 @@ public sealed class LowRateLimitFixture : ApiFixture
     protected override int PermitsPerSecond => 20;
 }
 
-public sealed class RateLimitTests(LowRateLimitFixture fx) : ApiTests(fx), IClassFixture<LowRateLimitFixture>
+public sealed class LowRateLimitPostgresFixture(PostgresTestDatabase database) : ApiFixture
+{
+    public override ITestDatabase Database => database;
+    protected override Task PrepareDatabaseAsync() => database.ResetAsync();
+    protected override int PermitsPerSecond => 20;
+}
+
+public abstract class RateLimitTests(ApiFixture fx) : ApiTests(fx)
 {
     [Fact]
     public async Task AKeyThatSendsTooFastGets429WithRetryAfterWhileOthersCarryOn()
@@ -26,4 +34,46 @@ public sealed class RateLimitTests(LowRateLimitFixture fx) : ApiTests(fx), IClas
         Assert.Equal(HttpStatusCode.OK, (await Fx.PartnerPos.GetAsync("/v1/program")).StatusCode);
         Assert.NotNull(problem.GetProperty("detail").GetString());
     }
+
+    [Fact]
+    public async Task PurchasesRefusedWith429WriteNothing()
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        await Task.Delay(1_100); // the enrolment's own requests refilled
+        var receipts = Enumerable.Range(0, 60).Select(i => Fx.Unique("RL")).ToList();
+        var responses = await Task.WhenAll(receipts.Select(r => Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(card, 5m, receipt: r))));
+
+        var accepted = receipts.Where((_, i) => responses[i].StatusCode == HttpStatusCode.Created).ToList();
+        var limited = receipts.Where((_, i) => responses[i].StatusCode == HttpStatusCode.TooManyRequests).ToList();
+        Assert.Equal(60, accepted.Count + limited.Count);
+        Assert.InRange(limited.Count, 30, 59);
+        foreach (var r in responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests))
+        {
+            await AssertProblemAsync(r, HttpStatusCode.TooManyRequests, "rate_limited");
+            Assert.True(int.Parse(r.Headers.GetValues("Retry-After").Single()) >= 1);
+        }
+        var stored = (await Fx.QueryAsync<string>("SELECT receipt_number FROM purchases WHERE member_id = @member", new { member })).Order().ToList();
+        Assert.Equal(accepted.Order().ToList(), stored);
+        Assert.Equal(accepted.Count * 5, await Fx.ScalarAsync<long>("SELECT COALESCE(SUM(points), 0) FROM ledger_entries WHERE member_id = @member", new { member }));
+    }
+
+    [Fact]
+    public async Task AMemberTokenHasItsOwnBucket()
+    {
+        var (alice, _) = await Fx.EnrollAsync();
+        var (bob, _) = await Fx.EnrollAsync();
+        var responses = await Task.WhenAll(Enumerable.Range(0, 60).Select(_ => Fx.MemberClient(alice).GetAsync("/v1/me")));
+
+        Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
+        var limited = responses.First(r => r.StatusCode == HttpStatusCode.TooManyRequests);
+        await AssertProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
+        Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single()) >= 1);
+        Assert.Equal(HttpStatusCode.OK, (await Fx.MemberClient(bob).GetAsync("/v1/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Fx.BrandPos.GetAsync("/v1/program")).StatusCode);
+    }
 }
+
+public sealed class SqliteRateLimitTests(LowRateLimitFixture fx) : RateLimitTests(fx), IClassFixture<LowRateLimitFixture>;
+
+[Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
+public sealed class PostgresRateLimitTests(LowRateLimitPostgresFixture fx) : RateLimitTests(fx), IClassFixture<LowRateLimitPostgresFixture>;
