@@ -22,6 +22,7 @@ PORT=${BENCH_PORT:-5099}
 PROVIDERS=${BENCH_PROVIDERS:-"postgres sqlite"}  # which providers to drive
 PGBENCH=${BENCH_PGBENCH:-1}                       # 0 skips the pgbench ceiling (profiling runs only)
 PG_STATS=${BENCH_PG_STATS:-0}                     # 1 loads pg_stat_statements and prints the costliest statements
+FLOOR=${BENCH_FLOOR:-1}                           # 0 skips the floor (bench/LoyaltyApi.Floor: the same requests and round trips, no work)
 
 work="$(mktemp -d /tmp/loyalty-bench.XXXXXX)"
 chmod 755 "$work"
@@ -70,6 +71,7 @@ say() { echo "$*" | tee -a "$report"; }
 echo "bench: building"
 dotnet publish src/LoyaltyApi -c Release -o "$work/app" -v quiet -nologo >/dev/null
 dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nologo >/dev/null
+[ "$FLOOR" = 1 ] && dotnet publish bench/LoyaltyApi.Floor -c Release -o "$work/floor" -v quiet -nologo >/dev/null
 driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
 
 pg_port=55500
@@ -270,6 +272,28 @@ if [ "$PGBENCH" = 1 ]; then
   say "-- pgbench TPC-B, $CLIENTS clients, ${SECONDS_RUN}s, after the service: tps=$pgbench_after"
   pgbench_tps=$(awk -v a="$pgbench_before" -v b="$pgbench_after" 'BEGIN{printf "%.1f", (a + b) / 2}')
 fi
+# The floor: what the same HTTP requests and database round trips cost with none of the service's work,
+# in the same minutes, on a database of its own. The service's gap to it is its own work.
+floor_pps=0
+if [[ " $PROVIDERS " == *" postgres "* ]] && [ "$FLOOR" = 1 ]; then
+  echo "bench: floor"
+  psql_ -c "CREATE DATABASE floor"
+  ASPNETCORE_URLS="http://127.0.0.1:$PORT" Database__ConnectionString="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=floor;Maximum Pool Size=$POOL" \
+    dotnet "$work/floor/LoyaltyApi.Floor.dll" >"$work/floor.log" 2>&1 &
+  service_pid=$!
+  for _ in $(seq 1 150); do healthy && break; sleep 0.2; done
+  healthy || { echo "bench: the floor did not start" >&2; cat "$work/floor.log" >&2; exit 1; }
+  m0=$(machine_ticks)
+  driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-floor.txt"
+  m1=$(machine_ticks)
+  floor_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-floor.txt")
+  echo "$m0 $m1" | awk -v n="$(nproc)" -v p="$floor_pps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / p}' >"$work/load-floor.cpu"
+  say ""
+  say "-- floor (bench/LoyaltyApi.Floor: the same requests and round trips, no work), closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"
+  grep -E '^(purchases_per_second|purchase:|quote:)' "$work/load-floor.txt" | tee -a "$report"
+  say "machine CPU per checkout: $(cat "$work/load-floor.cpu") ms"
+  stop_service
+fi
 if [[ " $PROVIDERS " == *" sqlite "* ]]; then
   echo "bench: SQLite"
   run_provider Sqlite "Data Source=$work/bench.db" sqlite
@@ -286,6 +310,9 @@ if [ -s "$work/rate-postgres.txt" ]; then
     # against what one pgbench transaction costs it (both closed loop, driver or pgbench included).
     pgb_cpu=$(cat "$work/pgbench-before.cpu" "$work/pgbench-after.cpu" | awk '{s += $1} END {printf "%.3f", s / NR}')
     say "machine CPU per transaction: pgbench $pgb_cpu ms, POS checkout $(cat "$work/load-postgres.cpu") ms: CPU-normalised ratio $(awk -v a="$pgb_cpu" -v b="$(cat "$work/load-postgres.cpu")" 'BEGIN{printf "%.2f", a / b}')"
+  fi
+  if [ -s "$work/load-floor.cpu" ]; then
+    say "floor (the same requests and round trips, no work): purchases/s $floor_pps, ratio $(awk -v a="$floor_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}'); machine CPU per checkout $(cat "$work/load-floor.cpu") ms, the service $(cat "$work/load-postgres.cpu") ms"
   fi
   say "PostgreSQL fixed rate $RATE/s: $(grep '^purchase:' "$work/rate-postgres.txt") (target p99 < 25 ms)"
   say "pgbench TPC-B fixed rate $RATE/s, the database alone, in the same minutes: $pgbench_latency"
