@@ -283,6 +283,13 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
 
         var listing = await Fx.Admin.GetStringAsync("/v1/api-clients");
         var hashes = await Fx.QueryAsync<string>("SELECT key_hash FROM api_clients");
+        // Nothing else an admin can read shows a key or its hash either, and the service never logged one.
+        var elsewhere = new Dictionary<string, string>();
+        foreach (var path in new[] { "/v1/runtime", "/v1/merchants", "/v1/program", $"/v1/merchants/{Fx.BrandId}/stores" })
+        {
+            elsewhere[path] = await ReadTextAsync(await Fx.Admin.GetAsync(path));
+        }
+        elsewhere["the service's log"] = string.Join("\n", Fx.Logs.Lines);
         Assert.True(hashes.Count >= issued.Count - 1, "every issued key (but the bootstrap admin key) has a row");
 
         foreach (var key in issued)
@@ -291,6 +298,11 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
             Assert.DoesNotContain(ApiKeys.Hash(key), listing, StringComparison.Ordinal);
             if (ApiKeys.PrefixOf(key) is not null) Assert.DoesNotContain(key[16..], listing, StringComparison.Ordinal);
             Assert.DoesNotContain(key, hashes);
+            foreach (var (where, text) in elsewhere)
+            {
+                Assert.False(text.Contains(key, StringComparison.Ordinal) || text.Contains(ApiKeys.Hash(key), StringComparison.Ordinal)
+                             || (ApiKeys.PrefixOf(key) is not null && text.Contains(key[16..], StringComparison.Ordinal)), $"{where} shows an API key or its hash");
+            }
             Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM api_clients WHERE key_hash = @key OR key_prefix = @key OR name = @key", new { key }));
         }
         Assert.All(hashes, h => Assert.Matches("^[0-9a-f]{64}$", h));
@@ -307,6 +319,13 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
     }
 
     // ---- helpers ----
+
+    private static async Task<string> ReadTextAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"{response.RequestMessage?.RequestUri}: {(int)response.StatusCode} {text}");
+        return text;
+    }
 
     private sealed record EndpointAuth(IReadOnlyList<string?> Policies, bool AllowsAnonymous);
 
