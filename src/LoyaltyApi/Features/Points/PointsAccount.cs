@@ -85,6 +85,29 @@ public sealed class PointsAccount
         ORDER BY expires_at, id
         """;
 
+    // What a purchase that spends nothing needs of the live lots: their totals, not the lots. A member who
+    // buys daily holds a year of lots; shipping and sorting them all on every such purchase grows with history.
+    private const string LiveBalanceSql = """
+        SELECT COALESCE(SUM(CASE WHEN available_at <= @Now THEN remaining_points ELSE 0 END), 0) AS available_points,
+               COALESCE(SUM(CASE WHEN available_at > @Now THEN remaining_points ELSE 0 END), 0) AS pending_points
+        FROM point_lots
+        WHERE member_id = @MemberId AND remaining_points > 0 AND expires_at > @Now
+        """;
+
+    private const string LiveBalanceByCardSql = """
+        SELECT COALESCE(SUM(CASE WHEN available_at <= @Now THEN remaining_points ELSE 0 END), 0) AS available_points,
+               COALESCE(SUM(CASE WHEN available_at > @Now THEN remaining_points ELSE 0 END), 0) AS pending_points
+        FROM point_lots
+        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
+          AND remaining_points > 0 AND expires_at > @Now
+        """;
+
+    private sealed class LiveBalance
+    {
+        public long AvailablePoints { get; set; }
+        public long PendingPoints { get; set; }
+    }
+
     private const string LotByIdSql = """
         SELECT id, member_id, source, purchase_id, granted_points, remaining_points, expired_points, reversed_points,
                available_at, expires_at, status
@@ -139,6 +162,10 @@ public sealed class PointsAccount
     private readonly List<PointLot> _newLots = [];
     private readonly List<Entry> _entries = [];
     private long _debtAtOpen;
+    // Live points that were summed at open rather than loaded (OpenedWithoutLots): counted in the balance, never spent.
+    private long _unloadedAvailable;
+    private long _unloadedPending;
+    private bool _lotsLoaded = true;
 
     /// <summary>A ledger entry waiting to be written; <see cref="Lot"/> resolves the id of a lot not yet inserted.</summary>
     private sealed record Entry(string EntryType, long Points, PointLot? Lot, long? PurchaseId, long? RefundId, string? Reason);
@@ -160,8 +187,13 @@ public sealed class PointsAccount
     public List<PointLot> Lots { get; private set; } = [];
 
     /// <summary>Points that can be spent now: available lots less any debt. May be negative.</summary>
-    public long Available => Lots.Where(l => l.IsAvailable(Now)).Sum(l => l.RemainingPoints) - Debt;
-    public long Pending => Lots.Where(l => l.IsPending(Now)).Sum(l => l.RemainingPoints);
+    public long Available => _unloadedAvailable + Lots.Where(l => l.IsAvailable(Now)).Sum(l => l.RemainingPoints) - Debt;
+    public long Pending => _unloadedPending + Lots.Where(l => l.IsPending(Now)).Sum(l => l.RemainingPoints);
+
+    private void RequireLots()
+    {
+        if (!_lotsLoaded) throw new InvalidOperationException("This account was opened with its balance only; spending or reversing needs its lots.");
+    }
 
     /// <summary>Locks the member's points and loads the live lots; null when the member has no account.</summary>
     public static async Task<PointsAccount?> OpenAsync(Db db, DbConnection connection, DbTransaction tx, long memberId,
@@ -179,10 +211,11 @@ public sealed class PointsAccount
     /// Adds the lock and the lot read to a batch, so a caller can fetch them in the same round trip
     /// as its own reads; pass the results to <see cref="Opened"/>. The lock comes first.
     /// </summary>
-    public static void AddOpenTo(SqlBatch batch, long memberId, DateTime now)
+    /// <param name="withLots">False reads only the live lots' totals: enough for an account that will only be granted points.</param>
+    public static void AddOpenTo(SqlBatch batch, long memberId, DateTime now, bool withLots = true)
     {
         batch.Add(LockSql, new { MemberId = memberId });
-        batch.Add(LiveLotsSql, new { MemberId = memberId, Now = now });
+        batch.Add(withLots ? LiveLotsSql : LiveBalanceSql, new { MemberId = memberId, Now = now });
     }
 
     /// <summary>Adds the read of one of the member's lots, live or not, to a batch that already took the lock.</summary>
@@ -190,18 +223,34 @@ public sealed class PointsAccount
         batch.Add(LotByIdSql, new { Id = lotId, MemberId = memberId });
 
     /// <summary>As <see cref="AddOpenTo"/>, for the member who holds an active card.</summary>
-    public static void AddOpenByCardTo(SqlBatch batch, string cardNumber, DateTime now)
+    public static void AddOpenByCardTo(SqlBatch batch, string cardNumber, DateTime now, bool withLots = true)
     {
         batch.Add(LockByCardSql, new { CardNumber = cardNumber });
-        batch.Add(LiveLotsByCardSql, new { CardNumber = cardNumber, Now = now });
+        batch.Add(withLots ? LiveLotsByCardSql : LiveBalanceByCardSql, new { CardNumber = cardNumber, Now = now });
     }
 
     public static async Task<(long? Debt, List<PointLot> Lots)> ReadOpenedAsync(SqlMapper.GridReader grid) =>
         (await grid.ReadSingleOrDefaultAsync<long?>(), (await grid.ReadAsync<PointLot>()).ToList());
 
+    /// <summary>Reads what <see cref="AddOpenTo"/> or <see cref="AddOpenByCardTo"/> added without lots.</summary>
+    public static async Task<(long? Debt, long Available, long Pending)> ReadOpenedBalanceAsync(SqlMapper.GridReader grid)
+    {
+        var debt = await grid.ReadSingleOrDefaultAsync<long?>();
+        var live = await grid.ReadSingleAsync<LiveBalance>();
+        return (debt, live.AvailablePoints, live.PendingPoints);
+    }
+
     public static PointsAccount Opened(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor,
         long debt, IEnumerable<PointLot> lots, CancellationToken ct) =>
         new(db, connection, tx, memberId, now, actor, ct) { Debt = debt, _debtAtOpen = debt, Lots = lots.ToList() };
+
+    /// <summary>An account that can be granted points and report its balance, but not spend: its live lots were only summed.</summary>
+    public static PointsAccount OpenedWithoutLots(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor,
+        long debt, long available, long pending, CancellationToken ct) =>
+        new(db, connection, tx, memberId, now, actor, ct)
+        {
+            Debt = debt, _debtAtOpen = debt, _unloadedAvailable = available, _unloadedPending = pending, _lotsLoaded = false,
+        };
 
     /// <summary>
     /// Grants points as a new lot. Any debt is paid off first, then the rest lands in the lot.
@@ -233,6 +282,7 @@ public sealed class PointsAccount
     /// <summary>Takes points from available lots, soonest expiry first. The caller has checked the balance.</summary>
     public List<LotAllocation> TakeFromAvailable(long points)
     {
+        RequireLots();
         var used = new List<LotAllocation>();
         var left = points;
         foreach (var lot in Lots)
@@ -270,6 +320,7 @@ public sealed class PointsAccount
     public async Task<long> ReverseEarnedAsync(long lotId, long target, long purchaseId, long refundId, PointLot? readAhead = null)
     {
         if (target <= 0) return 0;
+        RequireLots();
         var lot = Lots.FirstOrDefault(l => l.Id == lotId)
                   ?? (readAhead?.Id == lotId ? readAhead : null)
                   ?? await _connection.QuerySingleAsync<PointLot>(new CommandDefinition(_db.Sql(LotByIdSql),
@@ -294,6 +345,7 @@ public sealed class PointsAccount
 
     public void Expire(PointLot lot)
     {
+        RequireLots();
         var points = lot.RemainingPoints;
         lot.ExpiredPoints += points;
         lot.RemainingPoints = 0;

@@ -323,22 +323,25 @@ public static class PurchaseEndpoints
 
         // One round trip: find the card, take the member's lock, read the lots and look for an
         // earlier attempt. Dedupe after the lock: a concurrent twin has then either committed or not started.
+        // A purchase that spends no points reads only the live lots' totals.
+        var spends = body.PointsToRedeem > 0;
         var reads = new SqlBatch(db);
         if (body.CardNumber is { } number)
         {
             reads.Add(CardSql, new { CardNumber = number });
-            PointsAccount.AddOpenByCardTo(reads, number, now);
+            PointsAccount.AddOpenByCardTo(reads, number, now, withLots: spends);
         }
         else
         {
-            PointsAccount.AddOpenTo(reads, body.MemberId!.Value, now);
+            PointsAccount.AddOpenTo(reads, body.MemberId!.Value, now, withLots: spends);
         }
         Idempotency.AddFindTo(reads, caller.ClientKey, key);
         reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
         reads.Add(NextIdsSql, new { });
         CardRow? card;
         long? debt;
-        List<PointLot> lots;
+        List<PointLot> lots = [];
+        long unloadedAvailable = 0, unloadedPending = 0;
         Idempotency.Stored? stored;
         ExistingPurchase? existing;
         NewIds ids;
@@ -346,7 +349,8 @@ public static class PurchaseEndpoints
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
             card = body.CardNumber is null ? null : await grid.ReadSingleOrDefaultAsync<CardRow>();
-            (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
+            if (spends) (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
+            else (debt, unloadedAvailable, unloadedPending) = await PointsAccount.ReadOpenedBalanceAsync(grid);
             stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
             ids = await grid.ReadSingleAsync<NewIds>();
@@ -378,7 +382,9 @@ public static class PurchaseEndpoints
         {
             memberId = 0;
         }
-        var account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, lots, ct);
+        var account = spends
+            ? PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, lots, ct)
+            : PointsAccount.OpenedWithoutLots(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, unloadedAvailable, unloadedPending, ct);
         if (existing is not null)
         {
             if (existing.RequestHash != hash)
