@@ -65,7 +65,7 @@ public abstract class RateLimitTests(ApiFixture fx) : ApiTests(fx)
     {
         var (alice, _) = await Fx.EnrollAsync();
         var (bob, _) = await Fx.EnrollAsync();
-        var responses = await Task.WhenAll(Enumerable.Range(0, 60).Select(_ => Fx.MemberClient(alice).GetAsync("/v1/me")));
+        var responses = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Fx.MemberClient(alice).GetAsync("/v1/me")));
 
         Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
         var limited = responses.First(r => r.StatusCode == HttpStatusCode.TooManyRequests);
