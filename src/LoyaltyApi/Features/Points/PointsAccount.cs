@@ -162,7 +162,7 @@ public sealed class PointsAccount
     private readonly List<PointLot> _newLots = [];
     private readonly List<Entry> _entries = [];
     private long _debtAtOpen;
-    // Live points that were summed at open rather than loaded (OpenedWithoutLots): counted in the balance, never spent.
+    // Live points that were summed at open rather than loaded: counted in the balance, never spent.
     private long _unloadedAvailable;
     private long _unloadedPending;
     private bool _lotsLoaded = true;
@@ -204,7 +204,7 @@ public sealed class PointsAccount
         if (debt is null) return null;
         var lots = await connection.QueryAsync<PointLot>(new CommandDefinition(db.Sql(LiveLotsSql),
             new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
-        return Opened(db, connection, tx, memberId, now, actor, debt.Value, lots, ct);
+        return Opened(db, connection, tx, memberId, now, actor, new OpenedRead(debt, lots.ToList()), ct);
     }
 
     /// <summary>
@@ -229,27 +229,28 @@ public sealed class PointsAccount
         batch.Add(withLots ? LiveLotsByCardSql : LiveBalanceByCardSql, new { CardNumber = cardNumber, Now = now });
     }
 
-    public static async Task<(long? Debt, List<PointLot> Lots)> ReadOpenedAsync(SqlMapper.GridReader grid) =>
-        (await grid.ReadSingleOrDefaultAsync<long?>(), (await grid.ReadAsync<PointLot>()).ToList());
-
-    /// <summary>Reads what <see cref="AddOpenTo"/> or <see cref="AddOpenByCardTo"/> added without lots.</summary>
-    public static async Task<(long? Debt, long Available, long Pending)> ReadOpenedBalanceAsync(SqlMapper.GridReader grid)
+    /// <summary>
+    /// Reads what <see cref="AddOpenTo"/> or <see cref="AddOpenByCardTo"/> added, with the same
+    /// <paramref name="withLots"/>; <see cref="OpenedRead.Debt"/> is null when the member has no account.
+    /// </summary>
+    public static async Task<OpenedRead> ReadOpenedAsync(SqlMapper.GridReader grid, bool withLots = true)
     {
         var debt = await grid.ReadSingleOrDefaultAsync<long?>();
+        if (withLots) return new OpenedRead(debt, (await grid.ReadAsync<PointLot>()).ToList());
         var live = await grid.ReadSingleAsync<LiveBalance>();
-        return (debt, live.AvailablePoints, live.PendingPoints);
+        return new OpenedRead(debt, [], live.AvailablePoints, live.PendingPoints, LotsLoaded: false);
     }
 
+    /// <summary>
+    /// The account as read under the lock. One read without its lots can be granted points and report its
+    /// balance, but not spend, reverse or expire.
+    /// </summary>
     public static PointsAccount Opened(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor,
-        long debt, IEnumerable<PointLot> lots, CancellationToken ct) =>
-        new(db, connection, tx, memberId, now, actor, ct) { Debt = debt, _debtAtOpen = debt, Lots = lots.ToList() };
-
-    /// <summary>An account that can be granted points and report its balance, but not spend: its live lots were only summed.</summary>
-    public static PointsAccount OpenedWithoutLots(Db db, DbConnection connection, DbTransaction tx, long memberId, DateTime now, string actor,
-        long debt, long available, long pending, CancellationToken ct) =>
+        OpenedRead read, CancellationToken ct) =>
         new(db, connection, tx, memberId, now, actor, ct)
         {
-            Debt = debt, _debtAtOpen = debt, _unloadedAvailable = available, _unloadedPending = pending, _lotsLoaded = false,
+            Debt = read.Debt ?? 0, _debtAtOpen = read.Debt ?? 0, Lots = read.Lots,
+            _unloadedAvailable = read.UnloadedAvailable, _unloadedPending = read.UnloadedPending, _lotsLoaded = read.LotsLoaded,
         };
 
     /// <summary>
@@ -418,6 +419,9 @@ public sealed class PointsAccount
 
     public BalanceSnapshot Snapshot() => new(Available, Pending);
 }
+
+/// <summary>A member's account as read under the lock: the debt (null: no account), and the live lots or only their totals.</summary>
+public sealed record OpenedRead(long? Debt, List<PointLot> Lots, long UnloadedAvailable = 0, long UnloadedPending = 0, bool LotsLoaded = true);
 
 /// <summary>What the member can spend now (negative while in debt) and what is still pending.</summary>
 public sealed record BalanceSnapshot(long Available, long Pending);

@@ -339,9 +339,7 @@ public static class PurchaseEndpoints
         reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
         reads.Add(NextIdsSql, new { });
         CardRow? card;
-        long? debt;
-        List<PointLot> lots = [];
-        long unloadedAvailable = 0, unloadedPending = 0;
+        OpenedRead opened;
         Idempotency.Stored? stored;
         ExistingPurchase? existing;
         NewIds ids;
@@ -349,8 +347,7 @@ public static class PurchaseEndpoints
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
             card = body.CardNumber is null ? null : await grid.ReadSingleOrDefaultAsync<CardRow>();
-            if (spends) (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
-            else (debt, unloadedAvailable, unloadedPending) = await PointsAccount.ReadOpenedBalanceAsync(grid);
+            opened = await PointsAccount.ReadOpenedAsync(grid, withLots: spends);
             stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingPurchase>();
             ids = await grid.ReadSingleAsync<NewIds>();
@@ -376,15 +373,13 @@ public static class PurchaseEndpoints
                 RejectUnusable(card?.Status);
                 (memberId, cardId) = (card!.MemberId, card.Id);
             }
-            if (debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            if (opened.Debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
         }
         else
         {
             memberId = 0;
         }
-        var account = spends
-            ? PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, lots, ct)
-            : PointsAccount.OpenedWithoutLots(db, connection, tx, memberId, now, caller.ClientName, debt ?? 0, unloadedAvailable, unloadedPending, ct);
+        var account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, opened, ct);
         if (existing is not null)
         {
             if (existing.RequestHash != hash)

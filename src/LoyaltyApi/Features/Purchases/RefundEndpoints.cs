@@ -214,8 +214,7 @@ public static class RefundEndpoints
         if (readLines) reads.Add(LinesSql, new { PurchaseId = purchaseId });
         if (readAllocations) reads.Add(AllocationsSql, new { PurchaseId = purchaseId });
         if (readEarnLot) PointsAccount.AddLotTo(reads, purchase.EarnLotId!.Value, purchase.MemberId);
-        long? debt;
-        List<PointLot> lots;
+        OpenedRead opened;
         Idempotency.Stored? stored;
         ExistingRefund? existing;
         Dictionary<int, LineRow> lines = [];
@@ -224,7 +223,7 @@ public static class RefundEndpoints
         // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            (debt, lots) = await PointsAccount.ReadOpenedAsync(grid);
+            opened = await PointsAccount.ReadOpenedAsync(grid);
             purchase = await grid.ReadSingleAsync<PurchaseRow>();
             stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingRefund>();
@@ -232,8 +231,8 @@ public static class RefundEndpoints
             if (readAllocations) allocations = (await grid.ReadAsync<AllocationRow>()).ToList();
             if (readEarnLot) earnLot = await grid.ReadSingleOrDefaultAsync<PointLot>();
         }
-        if (debt is null) throw DomainRejection.NotFound("Member");
-        var account = PointsAccount.Opened(db, connection, tx, purchase.MemberId, now, caller.ClientName, debt.Value, lots, ct);
+        if (opened.Debt is null) throw DomainRejection.NotFound("Member");
+        var account = PointsAccount.Opened(db, connection, tx, purchase.MemberId, now, caller.ClientName, opened, ct);
         if (Idempotency.Replayable(stored, key, operation, hash) is { } replayable)
         {
             return (Json.Deserialize<RefundResponse>(replayable.ResponseJson), true);
