@@ -29,8 +29,7 @@ public abstract class RateLimitTests(ApiFixture fx) : ApiTests(fx)
         var limited = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
         Assert.InRange(limited.Count, 30, 60);
         Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
-        var problem = await AssertProblemAsync(limited[0], HttpStatusCode.TooManyRequests, "rate_limited");
-        Assert.True(int.Parse(limited[0].Headers.GetValues("Retry-After").Single()) >= 1);
+        var problem = await AssertRateLimitedAsync(limited[0]);
         Assert.Equal(HttpStatusCode.OK, (await Fx.PartnerPos.GetAsync("/v1/program")).StatusCode);
         Assert.NotNull(problem.GetProperty("detail").GetString());
     }
@@ -50,11 +49,7 @@ public abstract class RateLimitTests(ApiFixture fx) : ApiTests(fx)
         Assert.Equal(100, accepted.Count + limited.Count);
         Assert.NotEmpty(accepted);
         Assert.NotEmpty(limited);
-        foreach (var r in responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests))
-        {
-            await AssertProblemAsync(r, HttpStatusCode.TooManyRequests, "rate_limited");
-            Assert.True(int.Parse(r.Headers.GetValues("Retry-After").Single()) >= 1);
-        }
+        foreach (var r in responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests)) await AssertRateLimitedAsync(r);
         var stored = (await Fx.QueryAsync<string>("SELECT receipt_number FROM purchases WHERE member_id = @member", new { member })).Order().ToList();
         Assert.Equal(accepted.Order().ToList(), stored);
         Assert.Equal(accepted.Count * 5, await Fx.ScalarAsync<long>("SELECT COALESCE(SUM(points), 0) FROM ledger_entries WHERE member_id = @member", new { member }));
@@ -68,11 +63,17 @@ public abstract class RateLimitTests(ApiFixture fx) : ApiTests(fx)
         var responses = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Fx.MemberClient(alice).GetAsync("/v1/me")));
 
         Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
-        var limited = responses.First(r => r.StatusCode == HttpStatusCode.TooManyRequests);
-        await AssertProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
-        Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single()) >= 1);
+        await AssertRateLimitedAsync(responses.First(r => r.StatusCode == HttpStatusCode.TooManyRequests));
         Assert.Equal(HttpStatusCode.OK, (await Fx.MemberClient(bob).GetAsync("/v1/me")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await Fx.BrandPos.GetAsync("/v1/program")).StatusCode);
+    }
+
+    /// <summary>A 429 problem with the code <c>rate_limited</c> and a <c>Retry-After</c> of at least a second.</summary>
+    private static async Task<System.Text.Json.JsonElement> AssertRateLimitedAsync(HttpResponseMessage response)
+    {
+        var problem = await AssertProblemAsync(response, HttpStatusCode.TooManyRequests, "rate_limited");
+        Assert.True(int.Parse(response.Headers.GetValues("Retry-After").Single()) >= 1);
+        return problem;
     }
 }
 

@@ -303,6 +303,15 @@ public sealed class PostgresApiFixture(PostgresTestDatabase database) : ApiFixtu
     protected override Task PrepareDatabaseAsync() => database.ResetAsync();
 }
 
+/// <summary>Ledger entries grouped by an owner (member, purchase or refund id) and type: what the suites compare with what was acknowledged.</summary>
+public sealed class LedgerGroup
+{
+    public long Owner { get; set; }
+    public string EntryType { get; set; } = "";
+    public long Entries { get; set; }
+    public long Points { get; set; }
+}
+
 /// <summary>Each test ends by checking the ledger's invariants over the whole database.</summary>
 public abstract class ApiTests(ApiFixture fx) : IAsyncLifetime
 {

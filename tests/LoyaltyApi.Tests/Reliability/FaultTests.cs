@@ -81,14 +81,6 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         public long RefundedMinor { get; set; }
     }
 
-    public sealed class LedgerGroup
-    {
-        public long Owner { get; set; }
-        public string EntryType { get; set; } = "";
-        public long Entries { get; set; }
-        public long Points { get; set; }
-    }
-
     public sealed class KeyRow
     {
         public string IdemKey { get; set; } = "";
@@ -198,8 +190,9 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
                 // Now and then the till refunds one of its own acknowledged purchases (once each, so none is refused).
                 if (refundable.Count > 0 && rng.Next(RefundOneIn) == 0)
                 {
-                    var (purchaseId, refundMember, totalMinor) = refundable[rng.Next(refundable.Count)];
-                    refundable.RemoveAll(r => r.PurchaseId == purchaseId);
+                    var pick = rng.Next(refundable.Count);
+                    var (purchaseId, refundMember, totalMinor) = refundable[pick];
+                    refundable.RemoveAt(pick);
                     var refundMinor = rng.Next(3) == 0 ? totalMinor : rng.NextInt64(1, totalMinor);
                     var refundNumber = $"FR-{seed:x8}-{client:D2}-{i:D4}";
                     var refundKey = $"fault-refund-{seed:x8}-{client:D2}-{i:D4}-{rng.Next():x8}";
@@ -289,6 +282,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
         var byId = rows.ToLookup(r => r.Id);
 
         Assert.Equal(acked.Count, acked.Select(a => a.PurchaseId).Distinct().Count());
+        var refundedByPurchase = refunds.ToLookup(r => r.PurchaseId, r => r.AmountMinor);
         foreach (var a in acked)
         {
             var found = byReceipt[(a.StoreId, a.Receipt)].ToList();
@@ -299,7 +293,7 @@ public sealed class PostgresFaultTests(PostgresApiFixture fx, ITestOutputHelper 
             Assert.True(p.MemberId == a.MemberId && p.PointsEarned == a.PointsEarned && p.PointsRedeemed == a.PointsRedeemed,
                 $"seed {seed}: purchase {p.Id} stored member {p.MemberId} earned {p.PointsEarned} redeemed {p.PointsRedeemed}; " +
                 $"acknowledged member {a.MemberId} earned {a.PointsEarned} redeemed {a.PointsRedeemed}");
-            var refunded = refunds.Where(r => r.PurchaseId == a.PurchaseId).Sum(r => r.AmountMinor);
+            var refunded = refundedByPurchase[a.PurchaseId].Sum();
             Assert.True(p.RefundedMinor == refunded, $"seed {seed}: purchase {p.Id} shows {p.RefundedMinor} refunded, acknowledged refunds total {refunded}");
         }
         foreach (var r in refused)

@@ -430,14 +430,9 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         if (available < 2) return;
         var redeem = rng.NextInt64(Math.Max(1, available / 6), available / 3 + 1); // 3 to 6 of the 8 fit
         var total = 2 * redeem + rng.Next(0, 2_000); // the cap (half the receipt) never refuses these
-        var sent = await Task.WhenAll(Enumerable.Range(0, Parallel).Select(_ =>
-            SendAsync("/v1/purchases", Body(m, total, redeem, Fx.Unique("MC")), Guid.NewGuid().ToString("N"))));
-        var accepted = new List<JsonElement>();
-        foreach (var r in sent)
-        {
-            if (r.StatusCode == HttpStatusCode.Created) accepted.Add(await ReadAsync(r, HttpStatusCode.Created));
-            else await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "insufficient_points", "pointsToRedeem");
-        }
+        var accepted = await AcceptedAsync(
+            Enumerable.Range(0, Parallel).Select(_ => SendAsync("/v1/purchases", Body(m, total, redeem, Fx.Unique("MC")), Guid.NewGuid().ToString("N"))),
+            r => AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "insufficient_points", "pointsToRedeem"));
         var fits = (int)Math.Min(Parallel, available / redeem);
         Assert.True(accepted.Count == fits,
             $"{where}, member {m.Id}: {accepted.Count} of {Parallel} parallel redemptions of {redeem} from {available} points accepted, expected {fits}");
@@ -461,18 +456,15 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         var p = open[rng.Next(open.Count)];
         var left = p.TotalMinor - p.Refunded;
         var amount = rng.NextInt64(Math.Max(1, left / Parallel), left / 3 + 1);
-        var sent = await Task.WhenAll(Enumerable.Range(0, Parallel).Select(_ => SendAsync($"/v1/purchases/{p.Id}/refunds",
-            new { refundNumber = Fx.Unique("MG"), occurredAt = Fx.Clock.Now, amount = amount / 100m }, Guid.NewGuid().ToString("N"))));
         var fits = (int)Math.Min(Parallel, left / amount);
         // The refused ones all come after the accepted ones: nothing is refused while a whole amount is left.
         var fullyRefunded = fits * amount == left;
-        var accepted = new List<JsonElement>();
-        foreach (var r in sent)
-        {
-            if (r.StatusCode == HttpStatusCode.Created) accepted.Add(await ReadAsync(r, HttpStatusCode.Created));
-            else if (fullyRefunded) await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "already_refunded");
-            else await AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "refund_exceeds_purchase", "amount");
-        }
+        var accepted = await AcceptedAsync(
+            Enumerable.Range(0, Parallel).Select(_ => SendAsync($"/v1/purchases/{p.Id}/refunds",
+                new { refundNumber = Fx.Unique("MG"), occurredAt = Fx.Clock.Now, amount = amount / 100m }, Guid.NewGuid().ToString("N"))),
+            r => fullyRefunded
+                ? AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "already_refunded")
+                : AssertProblemAsync(r, HttpStatusCode.UnprocessableEntity, "refund_exceeds_purchase", "amount"));
         Assert.True(accepted.Count == fits,
             $"{where}, purchase {p.Id}: {accepted.Count} of {Parallel} parallel refunds of {amount} from {left} accepted, expected {fits}");
         output.WriteLine($"{where}: {accepted.Count} of {Parallel} parallel refunds of {amount} from {left} accepted");
@@ -486,6 +478,18 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
             $"balance {a.GetProperty("balance").GetProperty("available").GetInt64()}/{a.GetProperty("balance").GetProperty("pending").GetInt64()}");
         Assert.True(expected.Order().SequenceEqual(actual.Order()),
             $"{where}, purchase {p.Id}: parallel refunds gave [{string.Join("; ", actual)}], serial replay [{string.Join("; ", expected)}]");
+    }
+
+    /// <summary>Sends the requests at once and returns the 201 answers; every other answer must pass <paramref name="assertRefused"/>.</summary>
+    private static async Task<List<JsonElement>> AcceptedAsync(IEnumerable<Task<HttpResponseMessage>> requests, Func<HttpResponseMessage, Task> assertRefused)
+    {
+        var accepted = new List<JsonElement>();
+        foreach (var r in await Task.WhenAll(requests))
+        {
+            if (r.StatusCode == HttpStatusCode.Created) accepted.Add(await ReadAsync(r, HttpStatusCode.Created));
+            else await assertRefused(r);
+        }
+        return accepted;
     }
 
     private sealed class LotRow
@@ -502,14 +506,6 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
     {
         public long Id { get; set; }
         public long MemberId { get; set; }
-    }
-
-    private sealed class PurchaseEntries
-    {
-        public long PurchaseId { get; set; }
-        public string EntryType { get; set; } = "";
-        public long Entries { get; set; }
-        public long Points { get; set; }
     }
 
     /// <summary>Every member's balance, debt and every lot (in creation order) equal the model's.</summary>
@@ -546,12 +542,12 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
             $"seed {seed}, round {round}: {stored.Count} purchases stored for the model's members, {acknowledged.Count} acknowledged; " +
             $"stored but not acknowledged: [{string.Join(", ", stored.Where(p => !acknowledged.ContainsKey(p.Id)).Select(p => p.Id))}], " +
             $"acknowledged but not stored: [{string.Join(", ", acknowledged.Keys.Except(stored.Select(p => p.Id)))}]");
-        var entries = (await Fx.QueryAsync<PurchaseEntries>("""
-                SELECT purchase_id, entry_type, COUNT(*) AS entries, SUM(points) AS points
+        var entries = (await Fx.QueryAsync<LedgerGroup>("""
+                SELECT purchase_id AS owner, entry_type, COUNT(*) AS entries, SUM(points) AS points
                 FROM ledger_entries
                 WHERE refund_id IS NULL AND purchase_id IS NOT NULL AND entry_type IN ('earn', 'redeem')
                 GROUP BY purchase_id, entry_type
-                """)).Where(e => acknowledged.ContainsKey(e.PurchaseId)).ToLookup(e => (e.PurchaseId, e.EntryType));
+                """)).Where(e => acknowledged.ContainsKey(e.Owner)).ToLookup(e => (e.Owner, e.EntryType));
         foreach (var p in acknowledged.Values)
         {
             foreach (var (type, points) in new[] { ("earn", p.Earned), ("redeem", -p.Redeemed) })

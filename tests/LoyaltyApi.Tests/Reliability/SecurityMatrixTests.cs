@@ -140,21 +140,8 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
             ("an analyst key", Fx.Client(await Fx.CreateKeyAsync(Fx.Unique("analyst "), Roles.Analyst, null, null))),
         };
 
-        var checkedOperations = 0;
-        foreach (var op in adminOnly)
-        {
-            var request = await requests.CreateAsync(op);
-            foreach (var (label, client) in keys)
-            {
-                await runner.RunAsync(client, request.Probe("credentials", label), Expect.Exactly(403));
-            }
-            await runner.RunAsync(Fx.Admin, request.Probe("control", "the admin key"), Expect.Success);
-            checkedOperations++;
-        }
+        await AssertEachKeyRefusedAsync(requests, runner, adminOnly, keys, _ => ("the admin key", Fx.Admin), "admin-only operations with non-admin keys");
         await RestoreProgramAsync();
-
-        Assert.Equal(adminOnly.Count, checkedOperations);
-        runner.AssertClean($"{checkedOperations} admin-only operations with non-admin keys");
     }
 
     /// <summary>Till operations as of this writing; the suite checks whatever the metadata says, and at least these.</summary>
@@ -174,20 +161,8 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
             ("a finance key of the Brand's merchant", Fx.Client(await Fx.CreateKeyAsync(Fx.Unique("brand finance "), Roles.Finance, Fx.BrandId, null))),
         };
 
-        var checkedOperations = 0;
-        foreach (var op in tillOperations)
-        {
-            var request = await requests.CreateAsync(op);
-            foreach (var (label, client) in keys)
-            {
-                await runner.RunAsync(client, request.Probe("credentials", label), Expect.Exactly(403));
-            }
-            await runner.RunAsync(requests.ClientFor(request), request.Probe("control", "the rightful caller"), Expect.Success);
-            checkedOperations++;
-        }
-
-        Assert.Equal(tillOperations.Count, checkedOperations);
-        runner.AssertClean($"{checkedOperations} till operations with finance and analyst keys");
+        await AssertEachKeyRefusedAsync(requests, runner, tillOperations, keys, r => ("the rightful caller", requests.ClientFor(r)),
+            "till operations with finance and analyst keys");
     }
 
     [Fact]
@@ -294,25 +269,23 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
 
         var listing = await Fx.Admin.GetStringAsync("/v1/api-clients");
         var hashes = await Fx.QueryAsync<string>("SELECT key_hash FROM api_clients");
-        // Nothing else an admin can read shows a key or its hash either, and the service never logged one.
-        var elsewhere = new Dictionary<string, string>();
+        // Nothing an admin can read shows a key, its hash or its secret part, and the service never logged one.
+        var readable = new Dictionary<string, string> { ["/v1/api-clients"] = listing };
         foreach (var path in new[] { "/v1/runtime", "/v1/merchants", "/v1/program", $"/v1/merchants/{Fx.BrandId}/stores" })
         {
-            elsewhere[path] = await ReadTextAsync(await Fx.Admin.GetAsync(path));
+            readable[path] = (await ReadAsync(await Fx.Admin.GetAsync(path), HttpStatusCode.OK)).GetRawText();
         }
-        elsewhere["the service's log"] = string.Join("\n", Fx.Logs.Lines);
+        readable["the service's log"] = string.Join("\n", Fx.Logs.Lines);
         Assert.True(hashes.Count >= issued.Count - 1, "every issued key (but the bootstrap admin key) has a row");
 
         foreach (var key in issued)
         {
-            Assert.DoesNotContain(key, listing, StringComparison.Ordinal);
-            Assert.DoesNotContain(ApiKeys.Hash(key), listing, StringComparison.Ordinal);
-            if (ApiKeys.PrefixOf(key) is not null) Assert.DoesNotContain(key[16..], listing, StringComparison.Ordinal);
             Assert.DoesNotContain(key, hashes);
-            foreach (var (where, text) in elsewhere)
+            foreach (var (where, text) in readable)
             {
-                Assert.False(text.Contains(key, StringComparison.Ordinal) || text.Contains(ApiKeys.Hash(key), StringComparison.Ordinal)
-                             || (ApiKeys.PrefixOf(key) is not null && text.Contains(key[16..], StringComparison.Ordinal)), $"{where} shows an API key or its hash");
+                Assert.False(text.Contains(key, StringComparison.Ordinal), $"{where} shows an API key");
+                Assert.False(text.Contains(ApiKeys.Hash(key), StringComparison.Ordinal), $"{where} shows an API key's hash");
+                Assert.False(ApiKeys.PrefixOf(key) is not null && text.Contains(key[16..], StringComparison.Ordinal), $"{where} shows an API key's secret part");
             }
             Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM api_clients WHERE key_hash = @key OR key_prefix = @key OR name = @key", new { key }));
         }
@@ -331,11 +304,28 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
 
     // ---- helpers ----
 
-    private static async Task<string> ReadTextAsync(HttpResponseMessage response)
+    /// <summary>
+    /// Each operation with each key must be a 403 problem that writes nothing; then its rightful caller must
+    /// succeed with the same request, so the refusal was about the key.
+    /// </summary>
+    private static async Task AssertEachKeyRefusedAsync(ValidRequests requests, ProbeRunner runner, IReadOnlyList<DocumentedOperation> operations,
+        (string Label, HttpClient Client)[] keys, Func<ValidRequest, (string Label, HttpClient Client)> rightful, string what)
     {
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, $"{response.RequestMessage?.RequestUri}: {(int)response.StatusCode} {text}");
-        return text;
+        var checkedOperations = 0;
+        foreach (var op in operations)
+        {
+            var request = await requests.CreateAsync(op);
+            foreach (var (label, client) in keys)
+            {
+                await runner.RunAsync(client, request.Probe("credentials", label), Expect.Exactly(403));
+            }
+            var (controlLabel, controlClient) = rightful(request);
+            await runner.RunAsync(controlClient, request.Probe("control", controlLabel), Expect.Success);
+            checkedOperations++;
+        }
+
+        Assert.Equal(operations.Count, checkedOperations);
+        runner.AssertClean($"{checkedOperations} {what}");
     }
 
     private sealed record EndpointAuth(IReadOnlyList<string?> Policies, bool AllowsAnonymous);
