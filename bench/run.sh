@@ -115,8 +115,11 @@ start_service() { # provider connection-string
   Auth__AdminApiKey=bench-admin-key Limits__PermitsPerSecond=0 Logging__LogLevel__Default=Warning \
     dotnet "$work/app/LoyaltyApi.dll" >"$work/service-$1.log" 2>&1 &
   service_pid=$!
+  wait_healthy "$work/service-$1.log"
+}
+wait_healthy() { # log
   for _ in $(seq 1 150); do healthy && return 0; sleep 0.2; done
-  echo "bench: service did not start" >&2; cat "$work/service-$1.log" >&2; exit 1
+  echo "bench: the service did not start" >&2; cat "$1" >&2; exit 1
 }
 healthy() { # plain bash, so the benchmark needs no curl
   { exec 3<>"/dev/tcp/127.0.0.1/$PORT"; } 2>/dev/null || return 1
@@ -128,6 +131,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
 # CPU of every PostgreSQL process (server and backends): where the database's share of the cores goes.
 # Busy and idle ticks of the whole machine, to tell a CPU-bound run from a latency-bound one.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+# Machine CPU (all processes, all cores) in ms per unit of work: machine_ms_per "$m0" "$m1" units-per-second
+machine_ms_per() { echo "$1 $2" | awk -v n="$(nproc)" -v p="$3" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / p}'; }
 pg_ticks() { local t=0 p; for p in $(head -n 1 "$work/pg/postmaster.pid") $(pgrep -P "$(head -n 1 "$work/pg/postmaster.pid")" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 # What the service spent per purchase, from its own counters (GET /v1/runtime), which the driver reads
 # as its measuring starts and ends (BENCH_RUNTIME_FILE): allocations, thread-pool work items (hand-offs
@@ -171,7 +176,7 @@ run_provider() { # provider connection-string label
   say "machine CPU: $(echo "$m0 $m1" | awk '{printf "%.0f%% busy", 100 * ($3 - $1) / (($3 - $1) + ($4 - $2))}') (all processes, ${WARMUP}s warm-up included)"
   local pps svc_cores pg_cores
   pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-$label.txt")
-  echo "$m0 $m1" | awk -v n="$(nproc)" -v p="$pps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / p}' >"$work/load-$label.cpu"
+  machine_ms_per "$m0" "$m1" "$pps" >"$work/load-$label.cpu"
   svc_cores=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.3f", (b - a) / hz / (e - s)}')
   pg_cores=$(awk -v a="$p0" -v b="$p1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.3f", (b - a) / hz / (e - s)}')
   [ "$provider" = Postgres ] && say "PostgreSQL CPU: $pg_cores cores busy on average"
@@ -246,7 +251,7 @@ pgbench_closed() { # label
   m1=$(machine_ticks)
   tps=$(awk -F'= ' '/^tps/{split($2, a, " "); print a[1]; exit}' "$work/pgbench-$1.txt")
   # Machine CPU per transaction (all processes: pgbench and PostgreSQL), for the CPU-normalised ratio.
-  echo "$m0 $m1" | awk -v n="$(nproc)" -v t="$tps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / t}' >"$work/pgbench-$1.cpu"
+  machine_ms_per "$m0" "$m1" "$tps" >"$work/pgbench-$1.cpu"
   echo "$tps"
 }
 pgbench_before=0 pgbench_after=0 pgbench_tps=0 pgbench_latency="not measured"
@@ -281,13 +286,12 @@ if [[ " $PROVIDERS " == *" postgres "* ]] && [ "$FLOOR" = 1 ]; then
   ASPNETCORE_URLS="http://127.0.0.1:$PORT" Database__ConnectionString="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=floor;Maximum Pool Size=$POOL" \
     dotnet "$work/floor/LoyaltyApi.Floor.dll" >"$work/floor.log" 2>&1 &
   service_pid=$!
-  for _ in $(seq 1 150); do healthy && break; sleep 0.2; done
-  healthy || { echo "bench: the floor did not start" >&2; cat "$work/floor.log" >&2; exit 1; }
+  wait_healthy "$work/floor.log"
   m0=$(machine_ticks)
   driver load "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$CLIENTS" "$WARMUP" "$SECONDS_RUN" >"$work/load-floor.txt"
   m1=$(machine_ticks)
   floor_pps=$(awk -F= '/^purchases_per_second/{print $2}' "$work/load-floor.txt")
-  echo "$m0 $m1" | awk -v n="$(nproc)" -v p="$floor_pps" '{printf "%.3f", 1000 * n * ($3 - $1) / (($3 - $1) + ($4 - $2)) / p}' >"$work/load-floor.cpu"
+  machine_ms_per "$m0" "$m1" "$floor_pps" >"$work/load-floor.cpu"
   say ""
   say "-- floor (bench/LoyaltyApi.Floor: the same requests and round trips, no work), closed loop ($CLIENTS clients, ${WARMUP}s warm-up + ${SECONDS_RUN}s)"
   grep -E '^(purchases_per_second|purchase:|quote:)' "$work/load-floor.txt" | tee -a "$report"

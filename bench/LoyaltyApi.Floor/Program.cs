@@ -34,8 +34,7 @@ app.MapPost("/v1/purchases", async (JsonElement body, CancellationToken ct) =>
     {
         do { while (await reader.ReadAsync(ct)) { } } while (await reader.NextResultAsync(ct));
     }
-    var insert = new NpgsqlBatchCommand("INSERT INTO floor_writes (body) VALUES ($1) RETURNING id") { Parameters = { new() { Value = body.GetRawText() } } };
-    await using var writes = new NpgsqlBatch(connection, tx) { BatchCommands = { insert, new("COMMIT") } };
+    await using var writes = WriteAndCommit(connection, tx, "INSERT INTO floor_writes (body) VALUES ($1) RETURNING id", body);
     var id = (long)(await writes.ExecuteScalarAsync(ct))!;
     return Results.Created($"/v1/purchases/{id}", new { purchaseId = id, pointsEarned = 10L, balance = new { available = 100L, pending = 10L } });
 });
@@ -50,9 +49,12 @@ app.MapPost("/v1/purchases/{id:long}/refunds", async (long id, JsonElement body,
 {
     await using var connection = await transactions.OpenConnectionAsync(ct);
     await using var tx = await connection.BeginTransactionAsync(ct);
-    var insert = new NpgsqlBatchCommand("INSERT INTO floor_writes (body) VALUES ($1)") { Parameters = { new() { Value = body.GetRawText() } } };
-    await using var writes = new NpgsqlBatch(connection, tx) { BatchCommands = { insert, new("COMMIT") } };
+    await using var writes = WriteAndCommit(connection, tx, "INSERT INTO floor_writes (body) VALUES ($1)", body);
     await writes.ExecuteNonQueryAsync(ct);
     return Results.Created($"/v1/purchases/{id}/refunds", new { purchaseId = id, pointsReversed = 1L });
 });
 app.Run();
+
+// The write batch that ends a transaction, as the service's does: the write and COMMIT in one round trip.
+static NpgsqlBatch WriteAndCommit(NpgsqlConnection connection, NpgsqlTransaction tx, string insertSql, JsonElement body) =>
+    new(connection, tx) { BatchCommands = { new(insertSql) { Parameters = { new() { Value = body.GetRawText() } } }, new("COMMIT") } };
