@@ -65,6 +65,7 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         public long Redeemed { get; init; }
         public long Refunded { get; set; }
         public long ReversedTarget { get; set; }
+        public long Reversed { get; set; }
         public long Returned { get; set; }
         public MLot? EarnLot { get; init; }
         public List<MAllocation> Allocations { get; } = [];
@@ -156,6 +157,7 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
             }
             p.Refunded = after;
             p.ReversedTarget += Math.Max(0, reverseTarget);
+            p.Reversed += reversed;
             p.Returned += returned;
             return (reversed, returned);
         }
@@ -208,7 +210,9 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
                     {
                         try
                         {
-                            await StepAsync(model, w);
+                            // The member is this worker's alone during the round, so it can be checked against the model after every step.
+                            var m = await StepAsync(model, w);
+                            await AssertMemberMatchesModelAsync(model, m, $"seed {seed}, round {round}, worker {w.Index}, op {w.Operations}, member {m.Id}");
                         }
                         catch (Exception e) when (e is not OutOfMemoryException)
                         {
@@ -260,7 +264,8 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         return m;
     }
 
-    private async Task StepAsync(Model model, Worker w)
+    /// <returns>The member the step touched.</returns>
+    private async Task<MMember> StepAsync(Model model, Worker w)
     {
         w.Operations++;
         var m = w.Members[w.Rng.Next(w.Members.Count)];
@@ -271,7 +276,12 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         else if (roll < 85) await RetryAsync(model, w, m);
         else if (roll < 93) await RefusedRedemptionAsync(model, w, m);
         else if (roll < 97) await RefusedRefundAsync(model, w, m);
-        else w.Members.Add(await EnrollAsync(model, w.Rng));
+        else
+        {
+            m = await EnrollAsync(model, w.Rng);
+            w.Members.Add(m);
+        }
+        return m;
     }
 
     private object Body(MMember m, long totalMinor, long redeem, string receipt) => new
@@ -508,29 +518,77 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         public long MemberId { get; set; }
     }
 
-    /// <summary>Every member's balance, debt and every lot (in creation order) equal the model's.</summary>
+    private sealed class AccountRow
+    {
+        public long Debt { get; set; }
+        public long Ledger { get; set; }
+    }
+
+    private sealed class PurchaseTotals
+    {
+        public long Id { get; set; }
+        public long RefundedMinor { get; set; }
+        public long PointsReversed { get; set; }
+        public long PointsReturned { get; set; }
+        public long ReversedByRefunds { get; set; }
+    }
+
+    /// <summary>
+    /// One member against the model: the balance the service shows, the debt, every lot (in creation order,
+    /// so FIFO spending shows as the right lots drained) and what each purchase has refunded, reversed and
+    /// returned; and the ledger sums to the lots less the debt.
+    /// </summary>
+    private async Task AssertMemberMatchesModelAsync(Model model, MMember m, string where)
+    {
+        AssertBalance(model, m, await Fx.BalanceAsync(m.Id), where);
+        var account = (await Fx.QueryAsync<AccountRow>("""
+            SELECT a.debt_points AS debt, (SELECT COALESCE(SUM(e.points), 0) FROM ledger_entries e WHERE e.member_id = a.member_id) AS ledger
+            FROM point_accounts a WHERE a.member_id = @Id
+            """, new { m.Id })).Single();
+        Assert.True(m.Debt == account.Debt, $"{where}: debt {account.Debt} in the database, {m.Debt} in the model");
+        var lots = await Fx.QueryAsync<LotRow>("""
+            SELECT remaining_points, granted_points, expired_points, reversed_points, available_at, expires_at
+            FROM point_lots WHERE member_id = @Id ORDER BY id
+            """, new { m.Id });
+        Assert.True(lots.Count == m.Lots.Count, $"{where}: {lots.Count} lots in the database, {m.Lots.Count} in the model");
+        for (var i = 0; i < lots.Count; i++)
+        {
+            var (db, ml) = (lots[i], m.Lots[i]);
+            Assert.True(db.GrantedPoints == ml.Granted && db.RemainingPoints == ml.Remaining && db.ExpiredPoints == ml.Expired
+                        && db.ReversedPoints == ml.Reversed && db.AvailableAt == ml.AvailableAt && db.ExpiresAt == ml.ExpiresAt,
+                $"{where}, lot #{i}: database (granted {db.GrantedPoints}, remaining {db.RemainingPoints}, expired {db.ExpiredPoints}, " +
+                $"reversed {db.ReversedPoints}, available {db.AvailableAt:O}, expires {db.ExpiresAt:O}) vs model (granted {ml.Granted}, " +
+                $"remaining {ml.Remaining}, expired {ml.Expired}, reversed {ml.Reversed}, available {ml.AvailableAt:O}, expires {ml.ExpiresAt:O})");
+        }
+        Assert.True(account.Ledger == lots.Sum(l => l.RemainingPoints) - account.Debt,
+            $"{where}: ledger sums to {account.Ledger}, lots hold {lots.Sum(l => l.RemainingPoints)} less a debt of {account.Debt}");
+        var purchases = (await Fx.QueryAsync<PurchaseTotals>(
+            """
+            SELECT p.id, p.refunded_minor, p.points_reversed, p.points_returned,
+                   (SELECT COALESCE(SUM(r.points_reversed), 0) FROM refunds r WHERE r.purchase_id = p.id) AS reversed_by_refunds
+            FROM purchases p WHERE p.member_id = @Id
+            """, new { m.Id })).ToDictionary(p => p.Id);
+        Assert.True(purchases.Count == m.Purchases.Count, $"{where}: {purchases.Count} purchases stored, {m.Purchases.Count} acknowledged");
+        foreach (var p in m.Purchases)
+        {
+            Assert.True(purchases.TryGetValue(p.Id, out var db), $"{where}: acknowledged purchase {p.Id} is not stored");
+            // points_reversed is the earned share refunded so far; what a refund could take back from an expired lot is less.
+            Assert.True(db.RefundedMinor == p.Refunded && db.PointsReversed == p.ReversedTarget && db.ReversedByRefunds == p.Reversed
+                        && db.PointsReturned == p.Returned,
+                $"{where}, purchase {p.Id}: database (refunded {db.RefundedMinor}, share reversed {db.PointsReversed}, reversed by refunds " +
+                $"{db.ReversedByRefunds}, returned {db.PointsReturned}) vs model (refunded {p.Refunded}, share reversed {p.ReversedTarget}, " +
+                $"reversed by refunds {p.Reversed}, returned {p.Returned})");
+            Assert.True(db.ReversedByRefunds <= db.PointsReversed && db.PointsReversed <= p.Earned && db.PointsReturned <= p.Redeemed
+                        && db.RefundedMinor <= p.TotalMinor, $"{where}, purchase {p.Id}: more refunded, reversed or returned than the purchase had");
+        }
+    }
+
+    /// <summary>Every member equals the model, and the purchases stored for them are exactly the acknowledged ones.</summary>
     private async Task AssertMatchesModelAsync(Model model, List<Worker> workers, int seed, int round)
     {
         foreach (var m in workers.SelectMany(w => w.Members))
         {
-            var where = $"seed {seed}, round {round}, member {m.Id}";
-            var balance = await Fx.BalanceAsync(m.Id);
-            AssertBalance(model, m, balance, where);
-            Assert.True(m.Debt == await Fx.ScalarAsync<long>("SELECT debt_points FROM point_accounts WHERE member_id = @Id", new { m.Id }), $"{where}: debt");
-            var lots = await Fx.QueryAsync<LotRow>("""
-                SELECT remaining_points, granted_points, expired_points, reversed_points, available_at, expires_at
-                FROM point_lots WHERE member_id = @Id ORDER BY id
-                """, new { m.Id });
-            Assert.True(lots.Count == m.Lots.Count, $"{where}: {lots.Count} lots in the database, {m.Lots.Count} in the model");
-            for (var i = 0; i < lots.Count; i++)
-            {
-                var (db, ml) = (lots[i], m.Lots[i]);
-                Assert.True(db.GrantedPoints == ml.Granted && db.RemainingPoints == ml.Remaining && db.ExpiredPoints == ml.Expired
-                            && db.ReversedPoints == ml.Reversed && db.AvailableAt == ml.AvailableAt && db.ExpiresAt == ml.ExpiresAt,
-                    $"{where}, lot #{i}: database (granted {db.GrantedPoints}, remaining {db.RemainingPoints}, expired {db.ExpiredPoints}, " +
-                    $"reversed {db.ReversedPoints}, available {db.AvailableAt:O}, expires {db.ExpiresAt:O}) vs model (granted {ml.Granted}, " +
-                    $"remaining {ml.Remaining}, expired {ml.Expired}, reversed {ml.Reversed}, available {ml.AvailableAt:O}, expires {ml.ExpiresAt:O})");
-            }
+            await AssertMemberMatchesModelAsync(model, m, $"seed {seed}, round {round}, member {m.Id}");
         }
 
         // Every acknowledged purchase is stored exactly once, nothing else is stored for these members, and
