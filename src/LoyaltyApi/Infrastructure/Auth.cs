@@ -68,8 +68,13 @@ public sealed record Caller(string Role, string ClientKey, string ClientName, lo
     public bool MayActForStore(long merchantId, long storeId) =>
         IsAdmin || (Role == Roles.Pos && MerchantId == merchantId && (StoreId is null || StoreId == storeId));
 
-    public bool MaySeeMerchant(long merchantId) =>
-        IsAdmin || Role is Roles.Finance or Roles.Analyst || MerchantId == merchantId;
+    /// <summary>Admin, finance and analyst keys see every merchant; any other caller only its own.</summary>
+    public bool SeesEveryMerchant => IsAdmin || Role is Roles.Finance or Roles.Analyst;
+
+    public bool MaySeeMerchant(long merchantId) => SeesEveryMerchant || MerchantId == merchantId;
+
+    /// <summary>For list queries: null when every merchant is visible, else the one merchant (0, none, for a caller without one).</summary>
+    public long? VisibleMerchant => SeesEveryMerchant ? null : MerchantId ?? 0;
 }
 
 public static class ApiKeyClaims

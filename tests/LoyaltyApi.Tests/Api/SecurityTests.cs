@@ -95,7 +95,8 @@ public abstract class SecurityTests(ApiFixture fx) : ApiTests(fx)
         var brand = await Fx.PartnerPos.GetAsync($"/v1/merchants/{Fx.BrandId}");
         var brandStores = await Fx.PartnerPos.GetAsync($"/v1/merchants/{Fx.BrandId}/stores");
 
-        Assert.Equal([Fx.PartnerId], list.EnumerateArray().Select(m => m.GetProperty("id").GetInt64()).ToArray());
+        Assert.Equal([Fx.PartnerId], list.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("id").GetInt64()).ToArray());
+        Assert.Equal(JsonValueKind.Null, list.GetProperty("nextCursor").ValueKind);
         await AssertProblemAsync(brand, HttpStatusCode.NotFound, "not_found", "id");
         await AssertProblemAsync(brandStores, HttpStatusCode.NotFound, "not_found", "id");
     }
@@ -108,10 +109,12 @@ public abstract class SecurityTests(ApiFixture fx) : ApiTests(fx)
         var id = created.GetProperty("id").GetInt64();
 
         var stored = await Fx.ScalarAsync<string>("SELECT key_hash FROM api_clients WHERE id = @id", new { id });
-        var listed = await Fx.Admin.GetStringAsync("/v1/api-clients");
+        var clients = await Fx.ReadAllPagesAsync(Fx.Admin, "/v1/api-clients");
+        var listed = string.Join("\n", clients.Select(c => c.GetRawText()));
 
         Assert.NotEqual(key, stored);
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key))), stored);
+        Assert.Contains(clients, c => c.GetProperty("id").GetInt64() == id);
         Assert.DoesNotContain(key, listed);
         Assert.DoesNotContain(stored, listed);
         Assert.Equal(HttpStatusCode.OK, (await Fx.Client(key).GetAsync("/v1/program")).StatusCode);

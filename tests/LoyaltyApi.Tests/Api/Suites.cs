@@ -11,6 +11,7 @@ namespace LoyaltyApi.Tests.Api.Sqlite
     public sealed class SqliteSecurityTests(SqliteApiFixture fx) : SecurityTests(fx), IClassFixture<SqliteApiFixture>;
     public sealed class SqlitePlatformTests(SqliteApiFixture fx) : PlatformTests(fx), IClassFixture<SqliteApiFixture>;
     public sealed class SqliteSqlBatchTests(SqliteApiFixture fx) : SqlBatchTests(fx), IClassFixture<SqliteApiFixture>;
+    public sealed class SqliteListPagingTests(SqliteApiFixture fx) : ListPagingTests(fx), IClassFixture<SqliteApiFixture>;
 }
 
 namespace LoyaltyApi.Tests.Api.Postgres
@@ -29,4 +30,6 @@ namespace LoyaltyApi.Tests.Api.Postgres
     public sealed class PostgresPlatformTests(PostgresApiFixture fx) : PlatformTests(fx), IClassFixture<PostgresApiFixture>;
     [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
     public sealed class PostgresSqlBatchTests(PostgresApiFixture fx) : SqlBatchTests(fx), IClassFixture<PostgresApiFixture>;
+    [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
+    public sealed class PostgresListPagingTests(PostgresApiFixture fx) : ListPagingTests(fx), IClassFixture<PostgresApiFixture>;
 }

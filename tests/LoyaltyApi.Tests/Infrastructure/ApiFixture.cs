@@ -185,6 +185,28 @@ public abstract class ApiFixture : IAsyncLifetime
         return await r.Content.ReadFromJsonAsync<JsonElement>();
     }
 
+    /// <summary>Every item of a paged list, following nextCursor to the last page; checks that ids only ever rise and the page size holds.</summary>
+    public async Task<List<JsonElement>> ReadAllPagesAsync(HttpClient client, string path, int limit = 100)
+    {
+        var items = new List<JsonElement>();
+        string? cursor = null;
+        do
+        {
+            var r = await client.GetAsync($"{path}?limit={limit}" + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}"));
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            var page = await r.Content.ReadFromJsonAsync<JsonElement>();
+            var got = page.GetProperty("items").EnumerateArray().ToList();
+            Assert.True(got.Count <= limit, $"{path}: {got.Count} items on a page of {limit}");
+            cursor = page.GetProperty("nextCursor").GetString();
+            Assert.True(cursor is null || got.Count == limit, $"{path}: a short page ({got.Count} of {limit}) that is not the last");
+            items.AddRange(got);
+        }
+        while (cursor is not null);
+        var ids = items.Select(i => i.GetProperty("id").GetInt64()).ToList();
+        Assert.True(ids.SequenceEqual(ids.Order()) && ids.Distinct().Count() == ids.Count, $"{path}: ids not strictly rising across pages");
+        return items;
+    }
+
     public async Task<T> ScalarAsync<T>(string sql, object? args = null)
     {
         await using var c = Database.Open();

@@ -80,6 +80,7 @@ public abstract class BadInputTests(ApiFixture fx) : ApiTests(fx)
     [
         ("-1", "-1"),
         ("0", "0"),
+        ("101, one past the page-size limit", "101"),
         ("1000000", "1000000"),
         ("2^31", "2147483648"),
         ("2^63", "9223372036854775808"),
@@ -605,15 +606,15 @@ public sealed class ValidRequests
             ["GetProgram"] = () => Parts(),
             ["PutProgram"] = () => Parts(body: JsonSerializer.SerializeToNode(ApiFixture.DefaultProgram)!.AsObject()),
             ["CreateMerchant"] = () => Parts(body: new JsonObject { ["name"] = fx.Unique("Fuzz Merchant "), ["kind"] = "Partner" }),
-            ["ListMerchants"] = () => Parts(),
+            ["ListMerchants"] = () => Parts(query: new() { ["limit"] = "5" }),
             ["GetMerchant"] = () => Parts(path: new() { ["id"] = brand }),
             ["CreateStore"] = () => Parts(path: new() { ["id"] = brand }, body: new JsonObject { ["code"] = fx.Unique("FZ"), ["name"] = "Fuzz Store" }),
-            ["ListStores"] = () => Parts(path: new() { ["id"] = brand }),
+            ["ListStores"] = () => Parts(path: new() { ["id"] = brand }, query: new() { ["limit"] = "5" }),
             ["CreateApiClient"] = () => Parts(body: new JsonObject
             {
                 ["name"] = fx.Unique("fuzz till "), ["role"] = "pos", ["merchantId"] = fx.BrandId, ["storeId"] = fx.BrandStoreId,
             }),
-            ["ListApiClients"] = () => Parts(),
+            ["ListApiClients"] = () => Parts(query: new() { ["limit"] = "5" }),
             ["RevokeApiClient"] = async () =>
             {
                 var created = await ReadCreatedAsync(await fx.Admin.PostAsJsonAsync("/v1/api-clients", new { name = fx.Unique("to revoke "), role = "analyst" }));

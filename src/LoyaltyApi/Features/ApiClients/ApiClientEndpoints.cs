@@ -26,6 +26,9 @@ public sealed class ApiClientDto
     public DateTime? RevokedAt { get; set; }
 }
 
+/// <param name="NextCursor">Pass as cursor for the next page; null on the last page.</param>
+public sealed record ApiClientPage(IReadOnlyList<ApiClientDto> Items, string? NextCursor);
+
 public sealed class CreateApiClientValidator : AbstractValidator<CreateApiClientRequest>
 {
     public CreateApiClientValidator()
@@ -63,7 +66,9 @@ public static class ApiClientEndpoints
     private const string ListSql = """
         SELECT id, name, role, merchant_id, store_id, key_prefix, created_at, revoked_at
         FROM api_clients
+        WHERE id > @After
         ORDER BY id
+        LIMIT @Take
         """;
 
     private const string RevokeSql = """
@@ -78,7 +83,8 @@ public static class ApiClientEndpoints
         group.MapPost("", CreateApiClient).WithName("CreateApiClient")
             .WithSummary("Issue an API key. The key is returned once and stored only as a hash.")
             .Validate<CreateApiClientRequest>().ProducesProblem(422);
-        group.MapGet("", ListApiClients).WithName("ListApiClients").WithSummary("API clients, without their keys.");
+        group.MapGet("", ListApiClients).WithName("ListApiClients").WithSummary("API clients, without their keys, oldest first. Cursor paging; limit 1–100 (default 20).")
+            .ProducesProblem(400);
         group.MapPost("{id:long}/revoke", RevokeApiClient).WithName("RevokeApiClient")
             .WithSummary("Revoke a key; caches forget it within 30 seconds.").ProducesProblem(404);
         return group;
@@ -107,11 +113,13 @@ public static class ApiClientEndpoints
         return TypedResults.Created($"/v1/api-clients/{id}", new CreatedApiClient(id, body.Name, body.Role, body.MerchantId, body.StoreId, key));
     }
 
-    public static async Task<Ok<ApiClientDto[]>> ListApiClients(Db db, CancellationToken ct)
+    public static async Task<Results<Ok<ApiClientPage>, ProblemHttpResult>> ListApiClients(string? cursor, int? limit, Db db, CancellationToken ct)
     {
+        if (Paging.TryRead("ac", cursor, limit, out var after, out var take) is { } invalid) return invalid;
         await using var connection = await db.OpenAsync(ct);
-        var rows = await connection.QueryAsync<ApiClientDto>(new CommandDefinition(db.Sql(ListSql), cancellationToken: ct));
-        return TypedResults.Ok(rows.ToArray());
+        var rows = (await connection.QueryAsync<ApiClientDto>(new CommandDefinition(db.Sql(ListSql),
+            new { After = after ?? 0, Take = take + 1 }, cancellationToken: ct))).ToList();
+        return TypedResults.Ok(new ApiClientPage(rows, Paging.Cut(rows, take, "ac", c => c.Id)));
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult>> RevokeApiClient(long id, Db db, ApiKeyCache cache, TimeProvider clock, CancellationToken ct)

@@ -10,6 +10,12 @@ public enum MerchantKind { Brand, Partner }
 public sealed record CreateMerchantRequest(string Name, MerchantKind Kind);
 public sealed record CreateStoreRequest(string Code, string Name);
 
+/// <param name="NextCursor">Pass as cursor for the next page; null on the last page.</param>
+public sealed record MerchantPage(IReadOnlyList<MerchantDto> Items, string? NextCursor);
+
+/// <param name="NextCursor">Pass as cursor for the next page; null on the last page.</param>
+public sealed record StorePage(IReadOnlyList<StoreDto> Items, string? NextCursor);
+
 public sealed class MerchantDto
 {
     public long Id { get; set; }
@@ -56,7 +62,9 @@ public static class MerchantEndpoints
     private const string ListMerchantsSql = """
         SELECT id, name, kind, created_at
         FROM merchants
+        WHERE id > @After AND (@Only IS NULL OR id = @Only)
         ORDER BY id
+        LIMIT @Take
         """;
 
     private const string GetMerchantSql = """
@@ -74,8 +82,9 @@ public static class MerchantEndpoints
     private const string ListStoresSql = """
         SELECT id, merchant_id, code, name, created_at
         FROM stores
-        WHERE merchant_id = @MerchantId
+        WHERE merchant_id = @MerchantId AND id > @After
         ORDER BY id
+        LIMIT @Take
         """;
 
     public static RouteGroupBuilder MapMerchants(this IEndpointRouteBuilder app)
@@ -85,15 +94,16 @@ public static class MerchantEndpoints
             .WithSummary("Register the brand itself or a partner merchant.")
             .RequireAuthorization(Policies.Admin).Validate<CreateMerchantRequest>();
         group.MapGet("", ListMerchants).WithName("ListMerchants")
-            .WithSummary("Merchants the caller may see (a pos key sees its own).")
-            .RequireAuthorization(Policies.AnyApiClient);
+            .WithSummary("Merchants the caller may see (a pos key sees its own), oldest first. Cursor paging; limit 1–100 (default 20).")
+            .RequireAuthorization(Policies.AnyApiClient).ProducesProblem(400);
         group.MapGet("{id:long}", GetMerchant).WithName("GetMerchant").WithSummary("One merchant.")
             .RequireAuthorization(Policies.AnyApiClient).ProducesProblem(404);
         group.MapPost("{id:long}/stores", CreateStore).WithName("CreateStore")
             .WithSummary("Add a store (POS location) to a merchant; codes are unique per merchant.")
             .RequireAuthorization(Policies.Admin).Validate<CreateStoreRequest>().ProducesProblem(404).ProducesProblem(409);
-        group.MapGet("{id:long}/stores", ListStores).WithName("ListStores").WithSummary("A merchant's stores.")
-            .RequireAuthorization(Policies.AnyApiClient).ProducesProblem(404);
+        group.MapGet("{id:long}/stores", ListStores).WithName("ListStores")
+            .WithSummary("A merchant's stores, oldest first. Cursor paging; limit 1–100 (default 20).")
+            .RequireAuthorization(Policies.AnyApiClient).ProducesProblem(400).ProducesProblem(404);
         return group;
     }
 
@@ -107,12 +117,14 @@ public static class MerchantEndpoints
         return TypedResults.Created($"/v1/merchants/{id}", dto);
     }
 
-    public static async Task<Ok<MerchantDto[]>> ListMerchants(HttpContext http, Db db, CancellationToken ct)
+    public static async Task<Results<Ok<MerchantPage>, ProblemHttpResult>> ListMerchants(string? cursor, int? limit, HttpContext http, Db db, CancellationToken ct)
     {
+        if (Paging.TryRead("mc", cursor, limit, out var after, out var take) is { } invalid) return invalid;
         var caller = Caller.From(http.User);
         await using var connection = await db.OpenAsync(ct);
-        var all = await connection.QueryAsync<MerchantDto>(new CommandDefinition(db.Sql(ListMerchantsSql), cancellationToken: ct));
-        return TypedResults.Ok(all.Where(m => caller.MaySeeMerchant(m.Id)).ToArray());
+        var rows = (await connection.QueryAsync<MerchantDto>(new CommandDefinition(db.Sql(ListMerchantsSql),
+            new { After = after ?? 0, Only = caller.VisibleMerchant, Take = take + 1 }, cancellationToken: ct))).ToList();
+        return TypedResults.Ok(new MerchantPage(rows, Paging.Cut(rows, take, "mc", m => m.Id)));
     }
 
     public static async Task<Results<Ok<MerchantDto>, ProblemHttpResult>> GetMerchant(long id, HttpContext http, Db db, CancellationToken ct)
@@ -144,14 +156,16 @@ public static class MerchantEndpoints
         }
     }
 
-    public static async Task<Results<Ok<StoreDto[]>, ProblemHttpResult>> ListStores(long id, HttpContext http, Db db, CancellationToken ct)
+    public static async Task<Results<Ok<StorePage>, ProblemHttpResult>> ListStores(long id, string? cursor, int? limit, HttpContext http, Db db, CancellationToken ct)
     {
+        if (Paging.TryRead("st", cursor, limit, out var after, out var take) is { } invalid) return invalid;
         var caller = Caller.From(http.User);
         if (!caller.MaySeeMerchant(id)) return Problems.NotFound("Merchant", "id");
         await using var connection = await db.OpenAsync(ct);
         var merchant = await connection.QuerySingleOrDefaultAsync<MerchantDto>(new CommandDefinition(db.Sql(GetMerchantSql), new { Id = id }, cancellationToken: ct));
         if (merchant is null) return Problems.NotFound("Merchant", "id");
-        var stores = await connection.QueryAsync<StoreDto>(new CommandDefinition(db.Sql(ListStoresSql), new { MerchantId = id }, cancellationToken: ct));
-        return TypedResults.Ok(stores.ToArray());
+        var rows = (await connection.QueryAsync<StoreDto>(new CommandDefinition(db.Sql(ListStoresSql),
+            new { MerchantId = id, After = after ?? 0, Take = take + 1 }, cancellationToken: ct))).ToList();
+        return TypedResults.Ok(new StorePage(rows, Paging.Cut(rows, take, "st", s => s.Id)));
     }
 }

@@ -111,9 +111,6 @@ public static class BalanceQueries
 
 public static class BalanceEndpoints
 {
-    public const int DefaultPageSize = 20;
-    public const int MaxPageSize = 100;
-
     private sealed class ExpiringRow
     {
         public DateTime ExpiresAt { get; set; }
@@ -230,42 +227,17 @@ public static class BalanceEndpoints
 
     private static async Task<Results<Ok<LedgerPage>, ProblemHttpResult>> PageAsync(Db db, long memberId, string? cursor, int? limit, bool includeActor, CancellationToken ct)
     {
-        var take = limit ?? DefaultPageSize;
-        if (take is < 1 or > MaxPageSize) return Problems.BadRequest("invalid_limit", $"limit must be between 1 and {MaxPageSize}.", "limit");
-        var before = long.MaxValue;
-        if (cursor is not null && !TryDecodeCursor(cursor, out before)) return Problems.BadRequest("invalid_cursor", "The cursor is not one this API returned.", "cursor");
+        if (Paging.TryRead("le", cursor, limit, out var before, out var take) is { } invalid) return invalid;
         await using var connection = await db.OpenAsync(ct);
         if (await connection.ExecuteScalarAsync<long>(new CommandDefinition(db.Sql(AccountExistsSql), new { MemberId = memberId }, cancellationToken: ct)) == 0)
         {
             return Problems.NotFound("Member", "id");
         }
         var rows = (await connection.QueryAsync<LedgerEntryDto>(new CommandDefinition(db.Sql(PageSql),
-            new { MemberId = memberId, Before = before, Take = take + 1 }, cancellationToken: ct))).ToList();
-        string? next = null;
-        if (rows.Count > take)
-        {
-            rows.RemoveAt(rows.Count - 1);
-            next = EncodeCursor(rows[^1].Id);
-        }
+            new { MemberId = memberId, Before = before ?? long.MaxValue, Take = take + 1 }, cancellationToken: ct))).ToList();
+        var next = Paging.Cut(rows, take, "le", r => r.Id);
         if (!includeActor) rows.ForEach(r => r.Actor = null);
         return TypedResults.Ok(new LedgerPage(rows, next));
-    }
-
-    private static string EncodeCursor(long id) =>
-        Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes("le:" + id.ToString(CultureInfo.InvariantCulture)));
-
-    private static bool TryDecodeCursor(string cursor, out long id)
-    {
-        id = 0;
-        try
-        {
-            var text = System.Text.Encoding.ASCII.GetString(Convert.FromBase64String(cursor));
-            return text.StartsWith("le:", StringComparison.Ordinal) && long.TryParse(text.AsSpan(3), NumberStyles.None, CultureInfo.InvariantCulture, out id) && id > 0;
-        }
-        catch (FormatException)
-        {
-            return false;
-        }
     }
 
     public static async Task<Results<Created<AdjustmentResponse>, ProblemHttpResult>> Adjust(long id, AdjustmentRequest body, HttpContext http, Db db, ProgramCache programs, TimeProvider clock, CancellationToken ct)
