@@ -231,13 +231,18 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
                 await AssertMatchesModelAsync(model, workers, seed, round);
                 await Fx.AssertLedgerInvariantsAsync();
 
-                // Move the clock (sometimes past activation and expiry) and run the job, as production would.
+                // Move the clock (sometimes past activation and expiry) and usually run the job, as production would.
+                // When it does not run, the next round works on lots past expiry that still hold points: never
+                // spendable, expired first by a refund that reverses them, and not in any balance.
                 Fx.Clock.Advance(TimeSpan.FromHours(jobRng.Next(0, 24 * 9)));
-                var run = await Fx.Admin.PostAsync("/v1/admin/points-lifecycle/runs", null);
-                Assert.Equal(HttpStatusCode.OK, run.StatusCode);
-                var later = new Model(Fx.Clock.Now.UtcDateTime);
-                foreach (var m in workers.SelectMany(w => w.Members)) later.Expire(m);
-                await AssertMatchesModelAsync(later, workers, seed, round);
+                if (jobRng.Next(3) > 0)
+                {
+                    var run = await Fx.Admin.PostAsync("/v1/admin/points-lifecycle/runs", null);
+                    Assert.Equal(HttpStatusCode.OK, run.StatusCode);
+                    var later = new Model(Fx.Clock.Now.UtcDateTime);
+                    foreach (var m in workers.SelectMany(w => w.Members)) later.Expire(m);
+                    await AssertMatchesModelAsync(later, workers, seed, round);
+                }
             }
             var total = workers.Sum(w => w.Operations);
             output.WriteLine($"{total} operations on {workers.Sum(w => w.Members.Count)} members in {Rounds} rounds");
