@@ -8,7 +8,8 @@ namespace LoyaltyApi.Infrastructure;
 /// Keyset paging shared by every list: a page holds at most <see cref="MaxSize"/> rows, and the cursor is
 /// the opaque position of the last row returned (the row's id, tagged with the list it belongs to so a
 /// cursor from one list is refused by another). Keyset rather than offset, so a page costs the same on
-/// the thousandth page as on the first and rows written meanwhile neither repeat nor go missing.
+/// the thousandth page as on the first, and rows written while a client pages never shift a page: no row
+/// is shown twice or skipped.
 /// </summary>
 public static class Paging
 {
