@@ -190,8 +190,9 @@ run_provider() { # provider connection-string label
     psql_ -d loyalty_bench -F ' | ' -c "SELECT calls, round(total_exec_time::numeric), round(mean_exec_time::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20" | tee -a "$report"
   fi
   if [ "$provider" = Postgres ] && [ "$PGBENCH" = 1 ]; then
-    paired_ratio
     fixed_rate_beside_pgbench "$label"
+    # After the fixed rate, so the pairs' extra writes (and the autovacuum they bring) never fall into its slices.
+    paired_ratio
   else
     [ "$provider" = Postgres ] && psql_ -c "CHECKPOINT"
     driver_counting "$work/runtime-rate-$label" rate "http://127.0.0.1:$PORT" "$work/keys.txt" "$MEMBERS" "$RATE" 5 "$SECONDS_RUN" "$work/rate-$label.ms" >"$work/rate-$label.txt"
