@@ -269,8 +269,8 @@ paired_ratio() {
     echo "$pps $tps" | awk '{printf "%.3f\n", $1 / $2}' >>"$work/pairs.txt"
     say "pair $i ($([ $((i % 2)) = 0 ] && echo "service first" || echo "pgbench first")): pgbench tps $tps, purchases/s $pps, ratio $(tail -n 1 "$work/pairs.txt")"
   done
-  sort -n "$work/pairs.txt" | awk '{r[NR] = $1} END {printf "%.2f", NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2}' >"$work/pairs.median"
-  say "paired ratio, median of $PAIRS: $(cat "$work/pairs.median") (range $(sort -n "$work/pairs.txt" | head -n 1)-$(sort -n "$work/pairs.txt" | tail -n 1))"
+  sort -n "$work/pairs.txt" | awk '{r[NR] = $1} END {printf "median %.2f, range %s-%s", NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2, r[1], r[NR]}' >"$work/pairs.summary"
+  say "paired ratio: $(cat "$work/pairs.summary")"
 }
 # PostgreSQL's own ceiling, closed loop with the same client count. The machine's speed drifts over
 # minutes, so it is measured before and after the service's PostgreSQL runs and the ratio uses the mean.
@@ -339,8 +339,8 @@ say "== summary"
 # A provider left out of BENCH_PROVIDERS gets no summary line, rather than zeros.
 if [ -s "$work/rate-postgres.txt" ]; then
   say "PostgreSQL purchases/s $pg_pps vs pgbench TPC-B tps $pgbench_tps (mean of $pgbench_before before and $pgbench_after after): ratio $(awk -v a="$pg_pps" -v b="$pgbench_tps" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target >= 0.60)"
-  if [ -s "$work/pairs.median" ]; then
-    say "paired ratio (pgbench and the service in turn, $PAIRS pairs of ${PAIR_SECONDS}s): median $(cat "$work/pairs.median"), range $(sort -n "$work/pairs.txt" | head -n 1)-$(sort -n "$work/pairs.txt" | tail -n 1) (target >= 0.60)"
+  if [ -s "$work/pairs.summary" ]; then
+    say "paired ratio (pgbench and the service in turn, $PAIRS pairs of ${PAIR_SECONDS}s): $(cat "$work/pairs.summary") (target >= 0.60)"
   fi
   if [ "$PGBENCH" = 1 ] && [ -s "$work/load-postgres.cpu" ]; then
     # Steadier than the throughput ratio on a noisy machine: what one checkout costs the whole machine
