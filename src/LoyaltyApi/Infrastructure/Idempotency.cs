@@ -55,7 +55,7 @@ public static class Idempotency
                 Name = Header,
                 In = ParameterLocation.Header,
                 Required = false,
-                Description = "Any 1 to 200 visible ASCII characters, unique per request. A retry with the same key and body replays the " +
+                Description = $"Any 1 to {MaxKeyLength} visible ASCII characters, unique per request. A retry with the same key and body replays the " +
                               "first response (with Idempotent-Replayed: true); the same key with another body is a 409. Keys are kept per API client.",
                 Schema = new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = MaxKeyLength, Pattern = "^[!-~]+$" },
             });
@@ -70,7 +70,7 @@ public static class Idempotency
         if (key.Length is 0 or > MaxKeyLength || key.Any(c => c < 0x21 || c > 0x7E))
         {
             throw new DomainRejection(400, "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 200 visible ASCII characters.", Header);
+                $"Idempotency-Key must be 1 to {MaxKeyLength} visible ASCII characters.", Header);
         }
         return key;
     }

@@ -87,17 +87,17 @@ public sealed class PointsAccount
 
     // What a purchase that spends nothing needs of the live lots: their totals, not the lots. A member who
     // buys daily holds a year of lots; shipping and sorting them all on every such purchase grows with history.
-    private const string LiveBalanceSql = """
+    private const string LiveTotals = """
         SELECT COALESCE(SUM(CASE WHEN available_at <= @Now THEN remaining_points ELSE 0 END), 0) AS available_points,
                COALESCE(SUM(CASE WHEN available_at > @Now THEN remaining_points ELSE 0 END), 0) AS pending_points
         FROM point_lots
+        """;
+
+    private const string LiveBalanceSql = LiveTotals + "\n" + """
         WHERE member_id = @MemberId AND remaining_points > 0 AND expires_at > @Now
         """;
 
-    private const string LiveBalanceByCardSql = """
-        SELECT COALESCE(SUM(CASE WHEN available_at <= @Now THEN remaining_points ELSE 0 END), 0) AS available_points,
-               COALESCE(SUM(CASE WHEN available_at > @Now THEN remaining_points ELSE 0 END), 0) AS pending_points
-        FROM point_lots
+    private const string LiveBalanceByCardSql = LiveTotals + "\n" + """
         WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
           AND remaining_points > 0 AND expires_at > @Now
         """;
