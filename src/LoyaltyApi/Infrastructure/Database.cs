@@ -236,7 +236,7 @@ public sealed class Db
     /// <summary>A connection for statements outside a transaction; on PostgreSQL, from the multiplexed pool.</summary>
     public Task<DbConnection> OpenAsync(CancellationToken ct) => OpenAsync(_connectionString, ct);
 
-    /// <summary>A connection for <see cref="Transactions.RunAsync{T}"/>; on PostgreSQL, from the transaction pool.</summary>
+    /// <summary>A connection for <c>Transactions.RunAsync</c>; on PostgreSQL, from the transaction pool.</summary>
     public Task<DbConnection> OpenForTransactionAsync(CancellationToken ct) => OpenAsync(_transactionConnectionString, ct);
 
     private async Task<DbConnection> OpenAsync(string connectionString, CancellationToken ct)

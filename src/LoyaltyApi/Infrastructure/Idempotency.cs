@@ -161,7 +161,11 @@ public static class Transactions
     /// <summary>True once a write batch committed <paramref name="tx"/>: any later statement would run outside it.</summary>
     internal static bool IsCommitted(DbTransaction? tx) => tx is not null && Committed.TryGetValue(tx, out _);
 
-    public static async Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct)
+    public static Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
+        RunAsync(db, (connection, tx, _) => work(connection, tx), ct);
+
+    /// <summary>As above; <c>work</c> also gets the attempt, 1 first, so a retry after a unique violation can look before it writes.</summary>
+    public static async Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, int, Task<T>> work, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -172,7 +176,7 @@ public static class Transactions
             Committed.Remove(tx);
             try
             {
-                var result = await work(connection, tx);
+                var result = await work(connection, tx, attempt);
                 if (!Committed.Remove(tx)) await tx.CommitAsync(ct);
                 return result;
             }

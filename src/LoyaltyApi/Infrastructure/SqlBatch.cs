@@ -163,7 +163,7 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     /// <summary>
     /// Runs the batch as the transaction's last work and commits it: in the same round trip where the
     /// provider allows (<see cref="SqlDialect.CommitInBatch"/>), otherwise through the transaction object.
-    /// <see cref="Transactions.RunAsync{T}"/> then leaves the transaction alone.
+    /// <c>Transactions.RunAsync</c> then leaves the transaction alone.
     /// </summary>
     public async Task ExecuteAndCommitAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {

@@ -145,6 +145,27 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
     }
 
     [Fact]
+    public async Task ARetriedRedemptionReplaysAfterThePointsWereSpentElsewhere()
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        await Fx.AdjustAsync(member, 100);
+        var key = Guid.NewGuid().ToString();
+        var body = Fx.PurchaseBody(card, 40.00m, redeem: 60);
+        var first = await ReadAsync(await SendWithKeyAsync(key, body), HttpStatusCode.Created);
+        await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(card, 40.00m, redeem: 40)), HttpStatusCode.Created);
+
+        // Retried now, the redemption could not be paid: the retry must find the first attempt, not reject it.
+        var retry = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+        var keyed = await SendWithKeyAsync(key, body);
+
+        Assert.Equal(first.GetRawText(), (await ReadAsync(retry, HttpStatusCode.Created)).GetRawText());
+        Assert.Equal(first.GetRawText(), (await ReadAsync(keyed, HttpStatusCode.Created)).GetRawText());
+        Assert.Equal(2, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
+        Assert.Equal(-100, await Fx.ScalarAsync<long>("SELECT SUM(points) FROM ledger_entries WHERE member_id = @member AND entry_type = 'redeem'", new { member }));
+        Assert.Equal(0, (await Fx.BalanceAsync(member)).GetProperty("available").GetInt64());
+    }
+
+    [Fact]
     public async Task FiftyConcurrentRedemptionsAgainstABalanceForTenLetExactlyTenThrough()
     {
         var (member, card) = await Fx.EnrollAsync();
