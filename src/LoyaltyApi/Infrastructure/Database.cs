@@ -31,8 +31,8 @@ public sealed class DatabaseOptions
 /// Everything that differs between SQLite, PostgreSQL and SQL Server lives here. SQL in the
 /// features is written once in the portable PostgreSQL form; the SQL Server dialect rewrites the
 /// three constructs that differ (<c>RETURNING col</c>, <c>LIMIT @n</c> and a closing <c>FOR UPDATE</c>
-/// line, which SQLite drops because its write transactions hold the only writer lock). A statement
-/// may also say <c>{next table}</c> for the id the table's next row will take: a purchase takes its
+/// or <c>FOR UPDATE OF table</c> line, which SQLite drops because its write transactions hold the only
+/// writer lock). A statement may also say <c>{next table}</c> for the id the table's next row will take: a purchase takes its
 /// ids up front, so one round trip writes a row and everything that points at it.
 /// </summary>
 public abstract partial class SqlDialect
@@ -58,16 +58,21 @@ public abstract partial class SqlDialect
     public virtual string Render(string sql) =>
         sql.Contains("{next ", StringComparison.Ordinal) ? _withIds.GetOrAdd(sql, ExpandNextIds) : sql;
 
-    /// <summary>The last line of a statement that locks the rows it reads until the transaction ends.</summary>
-    private const string ForUpdate = "FOR UPDATE";
+    /// <summary>
+    /// The last line of a statement that locks the rows it reads until the transaction ends: <c>FOR UPDATE</c>,
+    /// or <c>FOR UPDATE OF table</c> when it joins tables whose rows it only reads.
+    /// </summary>
+    [GeneratedRegex(@"\nFOR UPDATE(?: OF (?<table>\w+))?$")]
+    private static partial Regex ForUpdateLine();
 
-    protected static bool EndsWithForUpdate(string sql) =>
-        sql.TrimEnd().TrimEnd(';').EndsWith("\n" + ForUpdate, StringComparison.Ordinal);
+    protected static bool EndsWithForUpdate(string sql) => ForUpdateLine().IsMatch(sql.TrimEnd().TrimEnd(';'));
 
-    protected static string WithoutForUpdate(string sql)
+    /// <summary>The statement without its closing FOR UPDATE line, and the table it names after OF (null without OF).</summary>
+    protected static (string Sql, string? Table) WithoutForUpdate(string sql)
     {
         var text = sql.TrimEnd().TrimEnd(';');
-        return text[..^ForUpdate.Length].TrimEnd();
+        var line = ForUpdateLine().Match(text);
+        return (text[..line.Index].TrimEnd(), line.Groups["table"].Success ? line.Groups["table"].Value : null);
     }
 
     protected string ExpandNextIds(string sql) => NextIdPlaceholder().Replace(sql, m => NextId(m.Groups[1].Value));
@@ -99,7 +104,7 @@ public sealed class SqliteDialect : SqlDialect
 
     // SQLite has no row locks: BEGIN IMMEDIATE already gave this transaction the only write lock.
     public override string Render(string sql) =>
-        base.Render(EndsWithForUpdate(sql) ? _unlocked.GetOrAdd(sql, WithoutForUpdate) : sql);
+        base.Render(EndsWithForUpdate(sql) ? _unlocked.GetOrAdd(sql, static s => WithoutForUpdate(s).Sql) : sql);
 }
 
 public sealed class PostgresDialect : SqlDialect
@@ -166,10 +171,14 @@ public sealed partial class SqlServerDialect : SqlDialect
         }
         if (EndsWithForUpdate(text))
         {
-            // T-SQL locks with a table hint: an update lock, held to the end of the transaction.
-            text = WithoutForUpdate(text);
+            // T-SQL locks with a table hint: an update lock, held to the end of the transaction, on the
+            // FROM line's table only (the one FOR UPDATE OF names, when it names one).
+            (text, var locked) = WithoutForUpdate(text);
             var from = FromLine().Match(text);
-            if (!from.Success) throw new InvalidOperationException("Cannot place the lock hint in: " + sql);
+            if (!from.Success || (locked is not null && from.Value != "FROM " + locked))
+            {
+                throw new InvalidOperationException("Cannot place the lock hint in: " + sql);
+            }
             text = text.Insert(from.Index + from.Length, " WITH (UPDLOCK, ROWLOCK)");
         }
         const string limit = "LIMIT ";

@@ -97,28 +97,30 @@ public sealed class TSqlParsingTests
     }
 
     [Theory]
-    [InlineData("LoyaltyApi.Features.Points.PointsAccount.LockSql", "WHERE member_id = @MemberId;")]
+    [InlineData("LoyaltyApi.Features.Points.PointsAccount.LockSql",
+        "SELECT debt_points\nFROM point_accounts WITH (UPDLOCK, ROWLOCK)\nWHERE member_id = @MemberId;")]
     [InlineData("LoyaltyApi.Features.Points.PointsAccount.LockByCardSql",
-        "WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active');")]
-    public void TheMemberLockBecomesAnUpdateLockHintOnTheAccountRow(string statement, string where)
+        "SELECT cards.id AS card_id, cards.member_id, cards.status, point_accounts.debt_points\n" +
+        "FROM point_accounts WITH (UPDLOCK, ROWLOCK)\nJOIN cards ON cards.member_id = point_accounts.member_id\nWHERE cards.card_number = @CardNumber;")]
+    public void TheMemberLockBecomesAnUpdateLockHintOnTheAccountRow(string statement, string expected)
     {
         var sql = new SqlServerDialect().Render(StatementText(statement));
 
-        Assert.Equal($"SELECT debt_points\nFROM point_accounts WITH (UPDLOCK, ROWLOCK)\n{where}", sql);
+        Assert.Equal(expected, sql);
         Assert.Empty(Parse(sql));
     }
 
-    [Fact]
-    public void AForUpdateWithoutATableLineOfItsOwnIsRefusedRatherThanMisplaced() =>
-        Assert.Throws<InvalidOperationException>(() => SqlServerDialect.Translate("SELECT a\nFROM t x\nWHERE x.id = @Id\nFOR UPDATE"));
+    [Theory]
+    [InlineData("SELECT a\nFROM t x\nWHERE x.id = @Id\nFOR UPDATE")]
+    [InlineData("SELECT t.a\nFROM t\nJOIN u ON u.id = t.u_id\nWHERE t.id = @Id\nFOR UPDATE OF u")]
+    public void AForUpdateWithoutItsTableOnALineOfItsOwnIsRefusedRatherThanMisplaced(string sql) =>
+        Assert.Throws<InvalidOperationException>(() => SqlServerDialect.Translate(sql));
 
-    [Fact]
-    public void SqliteDropsForUpdateBecauseItsWriterLockIsAlreadyHeld()
-    {
-        var sql = new SqliteDialect().Render("SELECT a\nFROM t\nWHERE id = @Id\nFOR UPDATE");
-
-        Assert.Equal("SELECT a\nFROM t\nWHERE id = @Id", sql);
-    }
+    [Theory]
+    [InlineData("SELECT a\nFROM t\nWHERE id = @Id\nFOR UPDATE", "SELECT a\nFROM t\nWHERE id = @Id")]
+    [InlineData("SELECT t.a\nFROM t\nJOIN u ON u.id = t.u_id\nFOR UPDATE OF t", "SELECT t.a\nFROM t\nJOIN u ON u.id = t.u_id")]
+    public void SqliteDropsForUpdateBecauseItsWriterLockIsAlreadyHeld(string sql, string expected) =>
+        Assert.Equal(expected, new SqliteDialect().Render(sql));
 
     [Fact]
     public void LimitBecomesOffsetFetch()

@@ -60,12 +60,14 @@ public sealed class PointsAccount
         FOR UPDATE
         """;
 
-    // The same two statements for a POS that only knows the card: the lock is taken only for an active card.
+    // For a POS that only knows the card: the card and the lock on its holder's account in one statement
+    // (the card's row is read, not locked). The lots that follow are read only for an active card.
     private const string LockByCardSql = """
-        SELECT debt_points
+        SELECT cards.id AS card_id, cards.member_id, cards.status, point_accounts.debt_points
         FROM point_accounts
-        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
-        FOR UPDATE
+        JOIN cards ON cards.member_id = point_accounts.member_id
+        WHERE cards.card_number = @CardNumber
+        FOR UPDATE OF point_accounts
         """;
 
     private const string LiveLotsByCardSql = """
@@ -230,12 +232,24 @@ public sealed class PointsAccount
     }
 
     /// <summary>
-    /// Reads what <see cref="AddOpenTo"/> or <see cref="AddOpenByCardTo"/> added, with the same
-    /// <paramref name="withLots"/>; <see cref="OpenedRead.Debt"/> is null when the member has no account.
+    /// Reads what <see cref="AddOpenTo"/> added, with the same <paramref name="withLots"/>;
+    /// <see cref="OpenedRead.Debt"/> is null when the member has no account.
     /// </summary>
-    public static async Task<OpenedRead> ReadOpenedAsync(SqlMapper.GridReader grid, bool withLots = true)
+    public static async Task<OpenedRead> ReadOpenedAsync(SqlMapper.GridReader grid, bool withLots = true) =>
+        await ReadLotsAsync(grid, await grid.ReadSingleOrDefaultAsync<long?>(), withLots);
+
+    /// <summary>
+    /// Reads what <see cref="AddOpenByCardTo"/> added, with the same <paramref name="withLots"/>: the card
+    /// (null when no card has the number) and, for an active card, its holder's account.
+    /// </summary>
+    public static async Task<(CardHolder? Card, OpenedRead Opened)> ReadOpenedByCardAsync(SqlMapper.GridReader grid, bool withLots = true)
     {
-        var debt = await grid.ReadSingleOrDefaultAsync<long?>();
+        var card = await grid.ReadSingleOrDefaultAsync<CardHolder>();
+        return (card, await ReadLotsAsync(grid, card?.DebtPoints, withLots));
+    }
+
+    private static async Task<OpenedRead> ReadLotsAsync(SqlMapper.GridReader grid, long? debt, bool withLots)
+    {
         if (withLots) return new OpenedRead(debt, (await grid.ReadAsync<PointLot>()).ToList());
         var live = await grid.ReadSingleAsync<LiveBalance>();
         return new OpenedRead(debt, [], live.AvailablePoints, live.PendingPoints, LotsLoaded: false);
@@ -418,6 +432,15 @@ public sealed class PointsAccount
     }
 
     public BalanceSnapshot Snapshot() => new(Available, Pending);
+}
+
+/// <summary>A scanned card, and the debt on its holder's account as read under the lock.</summary>
+public sealed class CardHolder
+{
+    public long CardId { get; set; }
+    public long MemberId { get; set; }
+    public string Status { get; set; } = "";
+    public long DebtPoints { get; set; }
 }
 
 /// <summary>A member's account as read under the lock: the debt (null: no account), and the live lots or only their totals.</summary>

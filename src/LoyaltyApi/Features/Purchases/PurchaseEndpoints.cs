@@ -213,19 +213,6 @@ public static class PurchaseEndpoints
         }
     }
 
-    private sealed class CardRow
-    {
-        public long Id { get; set; }
-        public long MemberId { get; set; }
-        public string Status { get; set; } = "";
-    }
-
-    private const string CardSql = """
-        SELECT id, member_id, status
-        FROM cards
-        WHERE card_number = @CardNumber
-        """;
-
     private static Basket BuildBasket(ProgramRules program, PurchaseRequest body, long spendable)
     {
         if (body.Currency != program.Currency)
@@ -340,7 +327,6 @@ public static class PurchaseEndpoints
         var reads = new SqlBatch(db);
         if (body.CardNumber is { } number)
         {
-            reads.Add(CardSql, new { CardNumber = number });
             PointsAccount.AddOpenByCardTo(reads, number, now, withLots: spends);
         }
         else
@@ -353,7 +339,7 @@ public static class PurchaseEndpoints
             reads.Add(ExistingSql, new { body.StoreId, body.ReceiptNumber });
         }
         reads.Add(NextIdsSql, new { });
-        CardRow? card;
+        CardHolder? card = null;
         OpenedRead opened;
         Idempotency.Stored? stored = null;
         ExistingPurchase? existing = null;
@@ -361,8 +347,8 @@ public static class PurchaseEndpoints
         // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
         using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
-            card = body.CardNumber is null ? null : await grid.ReadSingleOrDefaultAsync<CardRow>();
-            opened = await PointsAccount.ReadOpenedAsync(grid, withLots: spends);
+            if (body.CardNumber is null) opened = await PointsAccount.ReadOpenedAsync(grid, withLots: spends);
+            else (card, opened) = await PointsAccount.ReadOpenedByCardAsync(grid, withLots: spends);
             if (lookForEarlier)
             {
                 stored = await Idempotency.ReadStoredAsync(grid);
@@ -382,7 +368,7 @@ public static class PurchaseEndpoints
     }
 
     private static async Task<(PurchaseResponse, bool)> DecideAndWriteAsync(Db db, DbConnection connection, DbTransaction tx, Caller caller,
-        PurchaseRequest body, string? key, string hash, DateTime now, StoreDirectory.StoreRow store, ProgramRules program, CardRow? card,
+        PurchaseRequest body, string? key, string hash, DateTime now, StoreDirectory.StoreRow store, ProgramRules program, CardHolder? card,
         OpenedRead opened, Idempotency.Stored? stored, ExistingPurchase? existing, NewIds ids, CancellationToken ct)
     {
         // A retry replays the first response even if the card was blocked since. The same body names the
@@ -404,7 +390,7 @@ public static class PurchaseEndpoints
             if (body.CardNumber is not null)
             {
                 RejectUnusable(card?.Status);
-                (memberId, cardId) = (card!.MemberId, card.Id);
+                (memberId, cardId) = (card!.MemberId, card.CardId);
             }
             if (opened.Debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
         }
