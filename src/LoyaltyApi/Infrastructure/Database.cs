@@ -32,8 +32,8 @@ public sealed class DatabaseOptions
 /// features is written once in the portable PostgreSQL form; the SQL Server dialect rewrites the
 /// three constructs that differ (<c>RETURNING col</c>, <c>LIMIT @n</c> and a closing <c>FOR UPDATE</c>
 /// or <c>FOR UPDATE OF table</c> line, which SQLite drops because its write transactions hold the only
-/// writer lock). A statement may also say <c>{next table}</c> for the id the table's next row will take: a purchase takes its
-/// ids up front, so one round trip writes a row and everything that points at it.
+/// writer lock). A statement may also say <c>{next table}</c> for the id the table's next row will
+/// take: a purchase takes its ids up front, so one round trip writes a row and everything that points at it.
 /// </summary>
 public abstract partial class SqlDialect
 {
