@@ -461,7 +461,9 @@ public abstract class LedgerModelTests(ApiFixture fx, ITestOutputHelper output) 
         Assert.True(accepted.Count == fits,
             $"{where}, member {m.Id}: {accepted.Count} of {Parallel} parallel redemptions of {redeem} from {available} points accepted, expected {fits}");
         output.WriteLine($"{where}: {accepted.Count} of {Parallel} parallel redemptions of {redeem} from {available} points accepted");
-        foreach (var response in accepted.OrderByDescending(a => a.GetProperty("balance").GetProperty("available").GetInt64()))
+        // Ids are taken under the member's lock, so they follow the serial order; the balance need not (debt paid
+        // off by a purchase's earned points can keep it level or raise it).
+        foreach (var response in accepted.OrderBy(a => a.GetProperty("purchaseId").GetInt64()))
         {
             ApplyPurchase(model, m, response, total, redeem);
         }

@@ -61,7 +61,9 @@ public sealed class PointsAccount
         """;
 
     // For a POS that only knows the card: the card and the lock on its holder's account in one statement
-    // (the card's row is read, not locked). The lots that follow are read only for an active card.
+    // (the card's row is read, not locked). The lots that follow are the holder's whatever the card's status
+    // by then: the caller decides on the status this statement read, so a card blocked while the lock was
+    // awaited cannot leave a purchase with the status from before and the lots from after.
     private const string LockByCardSql = """
         SELECT cards.id AS card_id, cards.member_id, cards.status, point_accounts.debt_points
         FROM point_accounts
@@ -74,7 +76,7 @@ public sealed class PointsAccount
         SELECT id, member_id, source, purchase_id, granted_points, remaining_points, expired_points, reversed_points,
                available_at, expires_at, status
         FROM point_lots
-        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
+        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber)
           AND remaining_points > 0 AND expires_at > @Now
         ORDER BY expires_at, id
         """;
@@ -100,7 +102,7 @@ public sealed class PointsAccount
         """;
 
     private const string LiveBalanceByCardSql = LiveTotals + "\n" + """
-        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber AND status = 'active')
+        WHERE member_id = (SELECT member_id FROM cards WHERE card_number = @CardNumber)
           AND remaining_points > 0 AND expires_at > @Now
         """;
 
@@ -224,7 +226,7 @@ public sealed class PointsAccount
     public static void AddLotTo(SqlBatch batch, long lotId, long memberId) =>
         batch.Add(LotByIdSql, new { Id = lotId, MemberId = memberId });
 
-    /// <summary>As <see cref="AddOpenTo"/>, for the member who holds an active card.</summary>
+    /// <summary>As <see cref="AddOpenTo"/>, for the holder of a card; the caller refuses a card that is not active.</summary>
     public static void AddOpenByCardTo(SqlBatch batch, string cardNumber, DateTime now, bool withLots = true)
     {
         batch.Add(LockByCardSql, new { CardNumber = cardNumber });
@@ -240,7 +242,7 @@ public sealed class PointsAccount
 
     /// <summary>
     /// Reads what <see cref="AddOpenByCardTo"/> added, with the same <paramref name="withLots"/>: the card
-    /// (null when no card has the number) and, for an active card, its holder's account.
+    /// (null when no card has the number) and its holder's account.
     /// </summary>
     public static async Task<(CardHolder? Card, OpenedRead Opened)> ReadOpenedByCardAsync(SqlMapper.GridReader grid, bool withLots = true)
     {
