@@ -161,6 +161,9 @@ public static class Transactions
     /// <summary>True once a write batch committed <paramref name="tx"/>: any later statement would run outside it.</summary>
     internal static bool IsCommitted(DbTransaction? tx) => tx is not null && Committed.TryGetValue(tx, out _);
 
+    // A purchase's first attempt skips the look-ups, so it may spend one attempt more than other work.
+    private const int MaxAttempts = 4;
+
     public static Task<T> RunAsync<T>(Db db, Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken ct) =>
         RunAsync(db, (connection, tx, _) => work(connection, tx), ct);
 
@@ -180,9 +183,10 @@ public static class Transactions
                 if (!Committed.Remove(tx)) await tx.CommitAsync(ct);
                 return result;
             }
-            catch (DbException e) when (attempt < 3 && db.Dialect.IsUniqueViolation(e))
+            catch (DbException e) when (attempt < MaxAttempts && db.Dialect.IsUniqueViolation(e))
             {
-                // A concurrent request with the same business key won; the next attempt replays or rejects it.
+                // A concurrent request with the same business key won, or a first attempt that did not look
+                // for an earlier one met it; the next attempt replays or rejects it.
                 await tx.RollbackAsync(CancellationToken.None);
             }
             finally
