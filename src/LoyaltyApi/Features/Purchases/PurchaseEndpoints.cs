@@ -358,101 +358,93 @@ public static class PurchaseEndpoints
         }
         try
         {
-            return await DecideAndWriteAsync(db, connection, tx, caller, body, key, hash, now, store, program, card, opened, stored,
-                existing, ids, ct);
+            // A retry replays the first response even if the card was blocked since. The same body names the
+            // same store and receipt, so the response is the purchase's own (records written before kept a copy);
+            // purchases are never deleted, so a record always finds its purchase.
+            if (Idempotency.Replayable(stored, key, "purchase", hash) is { } replayable)
+            {
+                var first = existing is { ResponseJson.Length: > 0 } && existing.RequestHash == hash
+                    ? existing.ResponseJson
+                    : replayable.ResponseJson;
+                if (first.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
+                return (Json.Deserialize<PurchaseResponse>(first), true);
+            }
+            long memberId;
+            long? cardId = null;
+            if (existing is null || existing.RequestHash != hash)
+            {
+                memberId = body.MemberId ?? 0;
+                if (body.CardNumber is not null)
+                {
+                    RejectUnusable(card?.Status);
+                    (memberId, cardId) = (card!.MemberId, card.CardId);
+                }
+                if (opened.Debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
+            }
+            else
+            {
+                memberId = 0;
+            }
+            var account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, opened, ct);
+            if (existing is not null)
+            {
+                if (existing.RequestHash != hash)
+                {
+                    throw new DomainRejection(409, "receipt_already_recorded",
+                        "This store already recorded this receipt number with different contents.", "receiptNumber");
+                }
+                var replay = new SqlBatch(db);
+                Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
+                await replay.ExecuteAsync(connection, tx, ct);
+                return (Json.Deserialize<PurchaseResponse>(existing.ResponseJson), true);
+            }
+
+            var basket = BasketPipeline.Run(BuildBasket(program, body, account.Available));
+            var occurredAt = body.OccurredAt.UtcDateTime;
+            var purchaseId = ids.PurchaseId;
+            List<LotAllocation> allocations = [];
+            if (basket.PointsRedeemed > 0)
+            {
+                allocations = account.Spend(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem");
+            }
+            PointLot? earned = null;
+            if (basket.PointsEarned > 0)
+            {
+                var availableAt = occurredAt.AddDays(program.ActivationDelayDays);
+                earned = account.Grant(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
+                    program.ExpiryFor(availableAt), purchaseId, null, null, ids.LotId);
+            }
+
+            var c = program.Currency;
+            var response = new PurchaseResponse(purchaseId, memberId, body.StoreId, body.ReceiptNumber, c, body.Total,
+                basket.PointsEarned, basket.PointsRedeemed, Money.ToMajor(basket.RedeemedValueMinor, c), Money.ToMajor(basket.AmountDueMinor, c),
+                earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
+            var json = Json.Serialize(response);
+
+            // Everything, and the commit, in one round trip.
+            var writes = new SqlBatch(db);
+            writes.Add(InsertPurchaseSql, new
+            {
+                Id = purchaseId, MemberId = memberId, store.MerchantId, body.StoreId, body.ReceiptNumber, CardId = cardId, OccurredAt = occurredAt,
+                RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
+                basket.RedeemedValueMinor, basket.PointsEarned, EarnLotId = earned?.Id, RequestHash = hash, ResponseJson = json,
+            });
+            writes.AddRows(InsertLineSql, basket.Lines.Select(l => new
+            {
+                PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor,
+            }).ToArray());
+            writes.AddRows(InsertAllocationSql, allocations.Select(u => new
+            {
+                MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
+            }).ToArray());
+            account.Flush(writes);
+            Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
+            await writes.ExecuteAndCommitAsync(connection, tx, ct);
+            return (response, false);
         }
         catch (DomainRejection) when (!lookForEarlier)
         {
             return null;
         }
-    }
-
-    private static async Task<(PurchaseResponse, bool)> DecideAndWriteAsync(Db db, DbConnection connection, DbTransaction tx, Caller caller,
-        PurchaseRequest body, string? key, string hash, DateTime now, StoreDirectory.StoreRow store, ProgramRules program, CardHolder? card,
-        OpenedRead opened, Idempotency.Stored? stored, ExistingPurchase? existing, NewIds ids, CancellationToken ct)
-    {
-        // A retry replays the first response even if the card was blocked since. The same body names the
-        // same store and receipt, so the response is the purchase's own (records written before kept a copy);
-        // purchases are never deleted, so a record always finds its purchase.
-        if (Idempotency.Replayable(stored, key, "purchase", hash) is { } replayable)
-        {
-            var first = existing is { ResponseJson.Length: > 0 } && existing.RequestHash == hash
-                ? existing.ResponseJson
-                : replayable.ResponseJson;
-            if (first.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
-            return (Json.Deserialize<PurchaseResponse>(first), true);
-        }
-        long memberId;
-        long? cardId = null;
-        if (existing is null || existing.RequestHash != hash)
-        {
-            memberId = body.MemberId ?? 0;
-            if (body.CardNumber is not null)
-            {
-                RejectUnusable(card?.Status);
-                (memberId, cardId) = (card!.MemberId, card.CardId);
-            }
-            if (opened.Debt is null) throw DomainRejection.Unprocessable("unknown_member", "No member has this id.", "memberId");
-        }
-        else
-        {
-            memberId = 0;
-        }
-        var account = PointsAccount.Opened(db, connection, tx, memberId, now, caller.ClientName, opened, ct);
-        if (existing is not null)
-        {
-            if (existing.RequestHash != hash)
-            {
-                throw new DomainRejection(409, "receipt_already_recorded",
-                    "This store already recorded this receipt number with different contents.", "receiptNumber");
-            }
-            var replay = new SqlBatch(db);
-            Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
-            await replay.ExecuteAsync(connection, tx, ct);
-            return (Json.Deserialize<PurchaseResponse>(existing.ResponseJson), true);
-        }
-
-        var basket = BasketPipeline.Run(BuildBasket(program, body, account.Available));
-        var occurredAt = body.OccurredAt.UtcDateTime;
-        var purchaseId = ids.PurchaseId;
-        List<LotAllocation> allocations = [];
-        if (basket.PointsRedeemed > 0)
-        {
-            allocations = account.Spend(LedgerEntryTypes.Redeem, basket.PointsRedeemed, purchaseId, null, "pointsToRedeem");
-        }
-        PointLot? earned = null;
-        if (basket.PointsEarned > 0)
-        {
-            var availableAt = occurredAt.AddDays(program.ActivationDelayDays);
-            earned = account.Grant(LotSources.Purchase, LedgerEntryTypes.Earn, basket.PointsEarned, availableAt,
-                program.ExpiryFor(availableAt), purchaseId, null, null, ids.LotId);
-        }
-
-        var c = program.Currency;
-        var response = new PurchaseResponse(purchaseId, memberId, body.StoreId, body.ReceiptNumber, c, body.Total,
-            basket.PointsEarned, basket.PointsRedeemed, Money.ToMajor(basket.RedeemedValueMinor, c), Money.ToMajor(basket.AmountDueMinor, c),
-            earned?.AvailableAt, earned?.ExpiresAt, account.Snapshot());
-        var json = Json.Serialize(response);
-
-        // Everything, and the commit, in one round trip.
-        var writes = new SqlBatch(db);
-        writes.Add(InsertPurchaseSql, new
-        {
-            Id = purchaseId, MemberId = memberId, store.MerchantId, body.StoreId, body.ReceiptNumber, CardId = cardId, OccurredAt = occurredAt,
-            RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
-            basket.RedeemedValueMinor, basket.PointsEarned, EarnLotId = earned?.Id, RequestHash = hash, ResponseJson = json,
-        });
-        writes.AddRows(InsertLineSql, basket.Lines.Select(l => new
-        {
-            PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor,
-        }).ToArray());
-        writes.AddRows(InsertAllocationSql, allocations.Select(u => new
-        {
-            MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,
-        }).ToArray());
-        account.Flush(writes);
-        Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
-        await writes.ExecuteAndCommitAsync(connection, tx, ct);
-        return (response, false);
     }
 }
