@@ -52,8 +52,16 @@ public abstract partial class SqlDialect
     /// <summary>
     /// The statement that ends a write batch and commits the transaction in the same round trip, or
     /// null where the transaction object must commit (see <see cref="SqlBatch.ExecuteAndCommitAsync"/>).
+    /// Only with <see cref="SendsStatementsSeparately"/>.
     /// </summary>
     public virtual string? CommitInBatch => null;
+
+    /// <summary>
+    /// Whether a <see cref="SqlBatch"/> goes as a <see cref="DbBatch"/> of one command per statement with
+    /// <c>$n</c> placeholders (PostgreSQL) rather than one command of ';'-separated statements with named
+    /// parameters. Npgsql then sends each statement as it is: no parsing and rewriting of the text per call.
+    /// </summary>
+    public virtual bool SendsStatementsSeparately => false;
 
     public virtual string Render(string sql) =>
         sql.Contains("{next ", StringComparison.Ordinal) ? _withIds.GetOrAdd(sql, ExpandNextIds) : sql;
@@ -120,6 +128,7 @@ public sealed class PostgresDialect : SqlDialect
     // Not on SQL Server: without SET XACT_ABORT ON it runs the rest of a batch after a failed statement,
     // so a trailing COMMIT could commit half the writes. SQLite has no round trip to save.
     public override string? CommitInBatch => "COMMIT";
+    public override bool SendsStatementsSeparately => true;
 }
 
 public sealed partial class SqlServerDialect : SqlDialect

@@ -126,7 +126,7 @@ public static class Idempotency
     public static void AddFindTo(SqlBatch batch, string clientKey, string? key) =>
         batch.Add(FindSql, new { ClientKey = clientKey, Key = key ?? "" });
 
-    public static async Task<Stored?> ReadStoredAsync(Dapper.SqlMapper.GridReader grid) => await grid.ReadSingleOrDefaultAsync<Stored>();
+    public static async Task<Stored?> ReadStoredAsync(BatchResults grid) => await grid.ReadSingleOrDefaultAsync<Stored>();
 
     public static void AddSaveTo(SqlBatch batch, string clientKey, string? key, string operation, string requestHash,
         int statusCode, string responseJson, DateTime now)

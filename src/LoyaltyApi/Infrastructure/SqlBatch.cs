@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Data;
 using System.Data.Common;
 using System.Linq.Expressions;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using Dapper;
@@ -10,8 +11,11 @@ namespace LoyaltyApi.Infrastructure;
 
 /// <summary>
 /// Several statements sent to the database in one round trip. Each statement keeps its own
-/// parameters: their names get a per-statement prefix, so the same const SQL can appear twice.
-/// All three engines accept several ';'-separated statements in one command.
+/// parameters. On PostgreSQL each statement travels as its own command of a <see cref="DbBatch"/>, its
+/// named parameters rewritten once per statement shape to PostgreSQL's <c>$n</c> placeholders, so the driver
+/// neither parses nor rewrites the text on every call (<see cref="SqlDialect.SendsStatementsSeparately"/>).
+/// SQLite and SQL Server get one command of ';'-separated statements whose parameter names carry a
+/// per-statement prefix, so the same const SQL can appear twice.
 /// </summary>
 /// <param name="maxParameters">Parameters per command; 0 takes the provider's limit (tests set a small one).</param>
 public sealed partial class SqlBatch(Db db, int maxParameters = 0)
@@ -19,26 +23,24 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     private static readonly ConcurrentDictionary<(string Sql, int Index), string> Renamed = new();
     private static readonly ConcurrentDictionary<(string Sql, int Index, int Rows), string> RenamedRows = new();
     private static readonly ConcurrentDictionary<Type, Getter[]> Getters = new();
-    private readonly StringBuilder _sql = new();
-    private readonly BatchParameters _args = new();
-    // Where each statement ends in the text and in the parameters, so a batch can be cut at statement boundaries.
-    private readonly List<(int SqlEnd, int ArgsEnd)> _ends = [];
+    // Keyed by the statement's text object, not its contents: the statements are consts, and hashing a
+    // whole statement on every call is measurable. A string built at run time just misses and is collected.
+    private static readonly ConditionalWeakTable<string, PositionalShapes> Positional = new();
+    private readonly List<Statement> _statements = [];
 
     private sealed record Getter(string Name, Type Type, Func<object, object?> Get);
 
-    public int Count { get; private set; }
+    /// <summary>One statement as added: its rendered text and the arguments of each of its rows.</summary>
+    private sealed record Statement(string Sql, object[] Rows, bool MultiRow);
+
+    public int Count => _statements.Count;
 
     [GeneratedRegex(@"@(\w+)")]
     private static partial Regex Parameter();
 
     public SqlBatch Add(string portableSql, object args)
     {
-        var index = Count++;
-        var rendered = db.Sql(portableSql);
-        var sql = Renamed.GetOrAdd((rendered, index), static k => Parameter().Replace(k.Sql, m => $"@b{k.Index}_{m.Groups[1].Value}").TrimEnd().TrimEnd(';'));
-        _sql.Append(sql).Append(";\n");
-        Bind(args, $"b{index}_");
-        _ends.Add((_sql.Length, _args.Items.Count));
+        _statements.Add(new Statement(db.Sql(portableSql), [args], MultiRow: false));
         return this;
     }
 
@@ -54,17 +56,15 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         var rendered = db.Sql(singleRowInsertSql);
         for (var start = 0; start < rows.Count; start += RowsPerInsert)
         {
-            var count = Math.Min(RowsPerInsert, rows.Count - start);
-            var index = Count++;
-            var sql = RenamedRows.GetOrAdd((rendered, index, count), static k => MultiRow(k.Sql, k.Index, k.Rows));
-            _sql.Append(sql).Append(";\n");
-            for (var r = 0; r < count; r++) Bind(rows[start + r], $"b{index}_{r}_");
-            _ends.Add((_sql.Length, _args.Items.Count));
+            var chunk = new object[Math.Min(RowsPerInsert, rows.Count - start)];
+            for (var r = 0; r < chunk.Length; r++) chunk[r] = rows[start + r];
+            _statements.Add(new Statement(rendered, chunk, MultiRow: true));
         }
         return this;
     }
 
-    private static string MultiRow(string sql, int index, int rows)
+    // The VALUES tuple of a single-row INSERT repeated once per row, each copy's parameters named by rename.
+    private static string MultiRow(string sql, int rows, Func<string, int, string> rename)
     {
         var text = sql.TrimEnd().TrimEnd(';');
         var values = text.LastIndexOf("VALUES", StringComparison.Ordinal);
@@ -74,18 +74,49 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         var sb = new StringBuilder(head);
         for (var r = 0; r < rows; r++)
         {
-            sb.Append(r == 0 ? "\n    " : ",\n    ").Append(Parameter().Replace(tuple, m => $"@b{index}_{r}_{m.Groups[1].Value}"));
+            sb.Append(r == 0 ? "\n    " : ",\n    ").Append(Parameter().Replace(tuple, m => rename(m.Groups[1].Value, r)));
         }
         return sb.ToString();
     }
 
-    private void Bind(object args, string prefix)
+    // ---- SQLite and SQL Server: one command, parameters named per statement ----
+
+    private (string Sql, BatchParameters Args, List<(int SqlEnd, int ArgsEnd)> Ends) Named()
     {
-        foreach (var g in Getters.GetOrAdd(args.GetType(), CompileGetters))
+        var sql = new StringBuilder();
+        var args = new BatchParameters();
+        // Where each statement ends in the text and in the parameters, so a batch can be cut at statement boundaries.
+        var ends = new List<(int SqlEnd, int ArgsEnd)>(_statements.Count);
+        for (var index = 0; index < _statements.Count; index++)
         {
-            _args.Items.Add((prefix + g.Name, g.Get(args), g.Type));
+            var s = _statements[index];
+            if (s.MultiRow)
+            {
+                sql.Append(RenamedRows.GetOrAdd((s.Sql, index, s.Rows.Length),
+                    static k => MultiRow(k.Sql, k.Rows, (name, r) => $"@b{k.Index}_{r}_{name}")));
+                for (var r = 0; r < s.Rows.Length; r++) BindNamed(args, s.Rows[r], $"b{index}_{r}_");
+            }
+            else
+            {
+                sql.Append(Renamed.GetOrAdd((s.Sql, index),
+                    static k => Parameter().Replace(k.Sql, m => $"@b{k.Index}_{m.Groups[1].Value}").TrimEnd().TrimEnd(';')));
+                BindNamed(args, s.Rows[0], $"b{index}_");
+            }
+            sql.Append(";\n");
+            ends.Add((sql.Length, args.Items.Count));
+        }
+        return (sql.ToString(), args, ends);
+    }
+
+    private static void BindNamed(BatchParameters args, object row, string prefix)
+    {
+        foreach (var g in GettersOf(row.GetType()))
+        {
+            args.Items.Add((prefix + g.Name, g.Get(row), g.Type));
         }
     }
+
+    private static Getter[] GettersOf(Type type) => Getters.GetOrAdd(type, CompileGetters);
 
     private static Getter[] CompileGetters(Type type) => type.GetProperties().Select(p =>
     {
@@ -93,6 +124,94 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         var body = Expression.Convert(Expression.Property(Expression.Convert(instance, type), p), typeof(object));
         return new Getter(p.Name, p.PropertyType, Expression.Lambda<Func<object, object?>>(body, instance).Compile());
     }).ToArray();
+
+    // ---- PostgreSQL: one batch command per statement, $n placeholders ----
+
+    /// <summary>A statement's text with <c>$n</c> placeholders for a given row count, and its parameter names in order.</summary>
+    private sealed class PositionalShape(string text, string[] names)
+    {
+        public string Text { get; } = text;
+        /// <summary>The distinct names of one row, in the order of their placeholders.</summary>
+        public string[] Names { get; } = names;
+        // For each argument type: which getter supplies each name.
+        public ConcurrentDictionary<Type, Getter[]> Bindings { get; } = new();
+    }
+
+    /// <summary>The shapes of one statement: as written, and as a multi-row INSERT of 1 to <see cref="RowsPerInsert"/> rows.</summary>
+    private sealed class PositionalShapes
+    {
+        public PositionalShape? Single;
+        public readonly PositionalShape?[] ByRows = new PositionalShape?[RowsPerInsert + 1];
+    }
+
+    private static PositionalShape ShapeOf(Statement s)
+    {
+        var shapes = Positional.GetValue(s.Sql, static _ => new PositionalShapes());
+        return s.MultiRow
+            ? shapes.ByRows[s.Rows.Length] ??= ToPositional(s.Sql, s.Rows.Length)
+            : shapes.Single ??= ToPositional(s.Sql, 0);
+    }
+
+    private static PositionalShape ToPositional(string sql, int rows)
+    {
+        var names = new List<string>();
+        int Position(string name)
+        {
+            var at = names.IndexOf(name);
+            if (at < 0) { names.Add(name); at = names.Count - 1; }
+            return at;
+        }
+        if (rows == 0)
+        {
+            var single = Parameter().Replace(sql.TrimEnd().TrimEnd(';'), m => "$" + (Position(m.Groups[1].Value) + 1));
+            return new PositionalShape(single, [.. names]);
+        }
+        // Every row repeats the tuple's names, so a row's names are known once the first row is rendered.
+        var perRow = 0;
+        var text = MultiRow(sql, rows, (name, r) =>
+        {
+            var at = Position(name);
+            if (r == 0) perRow = names.Count;
+            return "$" + (r * perRow + at + 1);
+        });
+        return new PositionalShape(text, [.. names]);
+    }
+
+    private static Getter[] BindingOf(PositionalShape shape, Type type) => shape.Bindings.GetOrAdd(type, static (t, names) =>
+    {
+        var getters = GettersOf(t);
+        return names.Select(n => getters.FirstOrDefault(g => g.Name == n)
+            ?? throw new InvalidOperationException($"{t} has no property for the parameter @{n}.")).ToArray();
+    }, shape.Names);
+
+    private DbBatch PositionalBatch(DbConnection connection, DbTransaction? tx, string? commit)
+    {
+        var batch = connection.CreateBatch();
+        batch.Transaction = tx;
+        foreach (var s in _statements)
+        {
+            var shape = ShapeOf(s);
+            var command = batch.CreateBatchCommand();
+            command.CommandText = shape.Text;
+            foreach (var row in s.Rows)
+            {
+                foreach (var g in BindingOf(shape, row.GetType()))
+                {
+                    var p = command.CreateParameter();
+                    SetValue(p, g.Get(row), g.Type, g.Name);
+                    command.Parameters.Add(p);
+                }
+            }
+            batch.BatchCommands.Add(command);
+        }
+        if (commit is not null)
+        {
+            var end = batch.CreateBatchCommand();
+            end.CommandText = commit;
+            batch.BatchCommands.Add(end);
+        }
+        return batch;
+    }
 
     /// <summary>
     /// Binds the batch's parameters straight onto the command. Dapper's DynamicParameters reads each
@@ -109,27 +228,32 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
             {
                 var p = command.CreateParameter();
                 p.ParameterName = name;
-                switch (value)
-                {
-                    case null:
-                        p.DbType = DbTypeOf(type);
-                        p.Value = DBNull.Value;
-                        break;
-                    case DateTime t:
-                        DapperSetup.BindUtc(p, t);
-                        break;
-                    case string text:
-                        DapperSetup.BindText(p, text);
-                        break;
-                    case long or int or short or bool or decimal:
-                        p.Value = value;
-                        break;
-                    default:
-                        // Dapper would have converted enums, lists and custom types; this binder does not.
-                        throw new NotSupportedException($"SqlBatch cannot bind {value.GetType()} ({name}).");
-                }
+                SetValue(p, value, type, name);
                 command.Parameters.Add(p);
             }
+        }
+    }
+
+    private static void SetValue(IDbDataParameter p, object? value, Type type, string name)
+    {
+        switch (value)
+        {
+            case null:
+                p.DbType = DbTypeOf(type);
+                p.Value = DBNull.Value;
+                break;
+            case DateTime t:
+                DapperSetup.BindUtc(p, t);
+                break;
+            case string text:
+                DapperSetup.BindText(p, text);
+                break;
+            case long or int or short or bool or decimal:
+                p.Value = value;
+                break;
+            default:
+                // Dapper would have converted enums, lists and custom types; this binder does not.
+                throw new NotSupportedException($"SqlBatch cannot bind {value.GetType()} ({name}).");
         }
     }
 
@@ -139,24 +263,30 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     {
         RefuseAfterCommit(tx);
         if (Count == 0) return;
-        var limit = ParameterLimit;
-        if (_args.Items.Count <= limit)
+        if (db.Dialect.SendsStatementsSeparately)
         {
-            await connection.ExecuteAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+            await using var batch = PositionalBatch(connection, tx, commit: null);
+            await batch.ExecuteNonQueryAsync(ct);
+            return;
+        }
+        var (text, args, ends) = Named();
+        var limit = ParameterLimit;
+        if (args.Items.Count <= limit)
+        {
+            await connection.ExecuteAsync(new CommandDefinition(text, args, tx, cancellationToken: ct));
             return;
         }
         // SQL Server takes at most 2 100 parameters per command: a very long receipt is sent in
         // several commands, cut between statements, in the same transaction.
-        var text = _sql.ToString();
         var (sqlStart, argsStart) = (0, 0);
-        for (var i = 0; i < _ends.Count; i++)
+        for (var i = 0; i < ends.Count; i++)
         {
-            var last = i == _ends.Count - 1;
-            if (!last && _ends[i + 1].ArgsEnd - argsStart <= limit) continue;
+            var last = i == ends.Count - 1;
+            if (!last && ends[i + 1].ArgsEnd - argsStart <= limit) continue;
             var part = new BatchParameters();
-            part.Items.AddRange(_args.Items.Skip(argsStart).Take(_ends[i].ArgsEnd - argsStart));
-            await connection.ExecuteAsync(new CommandDefinition(text[sqlStart.._ends[i].SqlEnd], part, tx, cancellationToken: ct));
-            (sqlStart, argsStart) = _ends[i];
+            part.Items.AddRange(args.Items.Skip(argsStart).Take(ends[i].ArgsEnd - argsStart));
+            await connection.ExecuteAsync(new CommandDefinition(text[sqlStart..ends[i].SqlEnd], part, tx, cancellationToken: ct));
+            (sqlStart, argsStart) = ends[i];
         }
     }
 
@@ -168,11 +298,10 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     public async Task ExecuteAndCommitAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
         RefuseAfterCommit(tx);
-        if (db.Dialect.CommitInBatch is { } commit && _args.Items.Count <= ParameterLimit)
+        if (db.Dialect.CommitInBatch is { } commit)
         {
-            _sql.Append(commit).Append(";\n");
-            Count++;
-            await connection.ExecuteAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+            await using var batch = PositionalBatch(connection, tx, commit);
+            await batch.ExecuteNonQueryAsync(ct);
         }
         else
         {
@@ -182,10 +311,25 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         Transactions.MarkCommitted(tx);
     }
 
-    public Task<SqlMapper.GridReader> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct)
+    /// <summary>Runs the batch and returns its result sets, to be read in the order the statements were added.</summary>
+    public async Task<BatchResults> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct)
     {
         RefuseAfterCommit(tx);
-        return connection.QueryMultipleAsync(new CommandDefinition(_sql.ToString(), _args, tx, cancellationToken: ct));
+        if (db.Dialect.SendsStatementsSeparately)
+        {
+            var batch = PositionalBatch(connection, tx, commit: null);
+            try
+            {
+                return new BatchResults(await batch.ExecuteReaderAsync(ct), batch, ct);
+            }
+            catch
+            {
+                await batch.DisposeAsync();
+                throw;
+            }
+        }
+        var (text, args, _) = Named();
+        return new BatchResults(await connection.ExecuteReaderAsync(new CommandDefinition(text, args, tx, cancellationToken: ct)), null, ct);
     }
 
     // On PostgreSQL a statement sent after the in-batch COMMIT would run on its own, outside the transaction.
@@ -208,4 +352,57 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         var t when t == typeof(DateTime) => DbType.DateTime,
         _ => DbType.String,
     };
+}
+
+/// <summary>
+/// The result sets of a <see cref="SqlBatch"/>, read in the order its statements were added; rows map as
+/// Dapper maps them (snake_case columns to properties, UTC timestamps).
+/// </summary>
+public sealed class BatchResults(DbDataReader reader, IAsyncDisposable? owner, CancellationToken ct) : IAsyncDisposable
+{
+    private bool _started;
+
+    public async Task<List<T>> ReadAsync<T>()
+    {
+        await NextAsync();
+        var rows = new List<T>();
+        Func<DbDataReader, T>? parse = null;
+        while (await reader.ReadAsync(ct))
+        {
+            parse ??= reader.GetRowParser<T>();
+            rows.Add(parse(reader));
+        }
+        return rows;
+    }
+
+    /// <summary>The one row of the next result set; throws when it has none or several.</summary>
+    public async Task<T> ReadSingleAsync<T>()
+    {
+        var rows = await ReadAsync<T>();
+        return rows.Count == 1 ? rows[0] : throw new InvalidOperationException($"Expected one row, got {rows.Count}.");
+    }
+
+    /// <summary>The one row of the next result set, or default when it has none; throws when it has several.</summary>
+    public async Task<T?> ReadSingleOrDefaultAsync<T>()
+    {
+        var rows = await ReadAsync<T>();
+        return rows.Count switch
+        {
+            0 => default,
+            1 => rows[0],
+            _ => throw new InvalidOperationException($"Expected at most one row, got {rows.Count}."),
+        };
+    }
+
+    private async Task NextAsync()
+    {
+        if (_started && !await reader.NextResultAsync(ct)) throw new InvalidOperationException("The batch has no more result sets.");
+        _started = true;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await reader.DisposeAsync();
+        if (owner is not null) await owner.DisposeAsync();
+    }
 }

@@ -237,20 +237,20 @@ public sealed class PointsAccount
     /// Reads what <see cref="AddOpenTo"/> added, with the same <paramref name="withLots"/>;
     /// <see cref="OpenedRead.Debt"/> is null when the member has no account.
     /// </summary>
-    public static async Task<OpenedRead> ReadOpenedAsync(SqlMapper.GridReader grid, bool withLots = true) =>
+    public static async Task<OpenedRead> ReadOpenedAsync(BatchResults grid, bool withLots = true) =>
         await ReadLotsAsync(grid, await grid.ReadSingleOrDefaultAsync<long?>(), withLots);
 
     /// <summary>
     /// Reads what <see cref="AddOpenByCardTo"/> added, with the same <paramref name="withLots"/>: the card
     /// (null when no card has the number) and its holder's account.
     /// </summary>
-    public static async Task<(CardHolder? Card, OpenedRead Opened)> ReadOpenedByCardAsync(SqlMapper.GridReader grid, bool withLots = true)
+    public static async Task<(CardHolder? Card, OpenedRead Opened)> ReadOpenedByCardAsync(BatchResults grid, bool withLots = true)
     {
         var card = await grid.ReadSingleOrDefaultAsync<CardHolder>();
         return (card, await ReadLotsAsync(grid, card?.DebtPoints, withLots));
     }
 
-    private static async Task<OpenedRead> ReadLotsAsync(SqlMapper.GridReader grid, long? debt, bool withLots)
+    private static async Task<OpenedRead> ReadLotsAsync(BatchResults grid, long? debt, bool withLots)
     {
         if (withLots) return new OpenedRead(debt, (await grid.ReadAsync<PointLot>()).ToList());
         var live = await grid.ReadSingleAsync<LiveBalance>();

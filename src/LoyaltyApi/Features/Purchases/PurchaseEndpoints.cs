@@ -345,7 +345,7 @@ public static class PurchaseEndpoints
         ExistingPurchase? existing = null;
         NewIds ids;
         // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
-        using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
+        await using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
             if (body.CardNumber is null) opened = await PointsAccount.ReadOpenedAsync(grid, withLots: spends);
             else (card, opened) = await PointsAccount.ReadOpenedByCardAsync(grid, withLots: spends);

@@ -221,7 +221,7 @@ public static class RefundEndpoints
         List<AllocationRow> allocations = [];
         PointLot? earnLot = null;
         // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
-        using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
+        await using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
             opened = await PointsAccount.ReadOpenedAsync(grid);
             purchase = await grid.ReadSingleAsync<PurchaseRow>();
