@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Dapper;
+using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.OpenApi;
 
 namespace LoyaltyApi.Infrastructure;
@@ -196,3 +197,26 @@ public static class Transactions
         }
     }
 }
+
+/// <summary>
+/// A 201 whose body is JSON serialized once already: the text a purchase or refund keeps for replays is the
+/// text the caller gets, byte for byte, and is not serialized a second time. Described in the OpenAPI
+/// document as <typeparamref name="T"/>.
+/// </summary>
+public sealed class CreatedJson<T>(string location, string json) : IResult, IEndpointMetadataProvider, IStatusCodeHttpResult
+{
+    public int? StatusCode => StatusCodes.Status201Created;
+
+    public Task ExecuteAsync(HttpContext httpContext)
+    {
+        var response = httpContext.Response;
+        response.StatusCode = StatusCodes.Status201Created;
+        response.Headers.Location = location;
+        response.ContentType = "application/json; charset=utf-8";
+        return response.WriteAsync(json, httpContext.RequestAborted);
+    }
+
+    public static void PopulateMetadata(System.Reflection.MethodInfo method, EndpointBuilder builder) =>
+        builder.Metadata.Add(new ProducesResponseTypeMetadata(StatusCodes.Status201Created, typeof(T), ["application/json"]));
+}
+

@@ -200,31 +200,66 @@ public sealed partial class GlobalExceptionHandler(IProblemDetailsService proble
 /// </summary>
 public static class TextGuard
 {
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, System.Reflection.PropertyInfo[]> Properties = new();
+    // The properties that can hold text, with their JSON names: numbers, dates and the like are skipped
+    // without being read (and boxed), and no path is built unless a string turns out dirty.
+    private sealed record TextMember(string JsonName, System.Reflection.PropertyInfo Property);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, TextMember[]> Members = new();
 
     /// <summary>The JSON path of the first string that is not clean, or null.</summary>
-    public static string? FindDirtyField(object? value, string path = "", int depth = 0)
+    public static string? FindDirtyField(object? value) => IsCleanDeep(value, 0) ? null : PathOfDirty(value, "", 0);
+
+    private static bool IsCleanDeep(object? value, int depth)
+    {
+        if (value is null || depth > 4) return true;
+        if (value is string s) return IsClean(s);
+        if (CannotHoldText(value.GetType())) return true;
+        if (value is System.Collections.IEnumerable items)
+        {
+            foreach (var item in items)
+            {
+                if (!IsCleanDeep(item, depth + 1)) return false;
+            }
+            return true;
+        }
+        foreach (var m in MembersOf(value.GetType()))
+        {
+            if (!IsCleanDeep(m.Property.GetValue(value), depth + 1)) return false;
+        }
+        return true;
+    }
+
+    private static string? PathOfDirty(object? value, string path, int depth)
     {
         if (value is null || depth > 4) return null;
         if (value is string s) return IsClean(s) ? null : path;
-        var type = value.GetType();
-        if (type.IsPrimitive || type.IsEnum || value is decimal or DateTimeOffset or DateTime or DateOnly) return null;
+        if (CannotHoldText(value.GetType())) return null;
         if (value is System.Collections.IEnumerable items)
         {
             var i = 0;
             foreach (var item in items)
             {
-                if (FindDirtyField(item, $"{path}[{i++}]", depth + 1) is { } dirty) return dirty;
+                if (PathOfDirty(item, $"{path}[{i++}]", depth + 1) is { } dirty) return dirty;
             }
             return null;
         }
-        foreach (var p in Properties.GetOrAdd(type, static t => t.GetProperties().Where(p => p.GetIndexParameters().Length == 0).ToArray()))
+        foreach (var m in MembersOf(value.GetType()))
         {
-            var name = JsonNamingPolicy.CamelCase.ConvertName(p.Name);
-            if (FindDirtyField(p.GetValue(value), path.Length == 0 ? name : $"{path}.{name}", depth + 1) is { } dirty) return dirty;
+            if (PathOfDirty(m.Property.GetValue(value), path.Length == 0 ? m.JsonName : $"{path}.{m.JsonName}", depth + 1) is { } dirty) return dirty;
         }
         return null;
     }
+
+    private static bool CannotHoldText(Type type)
+    {
+        var t = Nullable.GetUnderlyingType(type) ?? type;
+        return t.IsPrimitive || t.IsEnum || t == typeof(decimal) || t == typeof(DateTimeOffset) || t == typeof(DateTime)
+            || t == typeof(DateOnly) || t == typeof(TimeOnly) || t == typeof(Guid);
+    }
+
+    private static TextMember[] MembersOf(Type type) => Members.GetOrAdd(type, static t => t.GetProperties()
+        .Where(p => p.GetIndexParameters().Length == 0 && !CannotHoldText(p.PropertyType))
+        .Select(p => new TextMember(JsonNamingPolicy.CamelCase.ConvertName(p.Name), p))
+        .ToArray());
 
     public static bool IsClean(string value)
     {

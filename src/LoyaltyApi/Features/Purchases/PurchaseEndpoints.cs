@@ -282,7 +282,7 @@ public static class PurchaseEndpoints
         }
     }
 
-    public static async Task<Results<Created<PurchaseResponse>, ProblemHttpResult>> RecordPurchase(
+    public static async Task<Results<CreatedJson<PurchaseResponse>, ProblemHttpResult>> RecordPurchase(
         PurchaseRequest body, HttpContext http, Db db, ProgramCache programs, StoreDirectory stores, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
@@ -300,9 +300,9 @@ public static class PurchaseEndpoints
                 ?? await Transactions.RunAsync(db, (connection, tx) =>
                 RecordAsync(db, programs, stores, connection, tx, caller, body, key, hash, now, lookForEarlier: true, ct), ct)
                 ?? throw new InvalidOperationException("A purchase that looked for earlier attempts came back undecided.");
-            var (response, replayed) = outcome;
+            var (purchaseId, json, replayed) = outcome;
             if (replayed) Idempotency.MarkReplayed(http);
-            return TypedResults.Created($"/v1/purchases/{response.PurchaseId}", response);
+            return new CreatedJson<PurchaseResponse>($"/v1/purchases/{purchaseId}", json);
         }
         catch (DomainRejection r)
         {
@@ -311,10 +311,10 @@ public static class PurchaseEndpoints
     }
 
     /// <summary>
-    /// The purchase and whether it was replayed; null when <paramref name="lookForEarlier"/> is false and the
+    /// The purchase's id, its response as JSON and whether it was replayed; null when <paramref name="lookForEarlier"/> is false and the
     /// request would be rejected: only a look for an earlier attempt can tell a rejection from a replay.
     /// </summary>
-    private static async Task<(PurchaseResponse, bool)?> RecordAsync(Db db, ProgramCache programs, StoreDirectory stores, DbConnection connection,
+    private static async Task<(long PurchaseId, string Json, bool Replayed)?> RecordAsync(Db db, ProgramCache programs, StoreDirectory stores, DbConnection connection,
         DbTransaction tx, Caller caller, PurchaseRequest body, string? key, string hash, DateTime now, bool lookForEarlier, CancellationToken ct)
     {
         var store = await stores.AuthorizeAsync(db, connection, tx, caller, body.StoreId, ct);
@@ -367,7 +367,7 @@ public static class PurchaseEndpoints
                     ? existing.ResponseJson
                     : replayable.ResponseJson;
                 if (first.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
-                return (Json.Deserialize<PurchaseResponse>(first), true);
+                return (Json.Deserialize<PurchaseResponse>(first).PurchaseId, first, true);
             }
             long memberId;
             long? cardId = null;
@@ -396,7 +396,7 @@ public static class PurchaseEndpoints
                 var replay = new SqlBatch(db);
                 Idempotency.AddSaveTo(replay, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
                 await replay.ExecuteAsync(connection, tx, ct);
-                return (Json.Deserialize<PurchaseResponse>(existing.ResponseJson), true);
+                return (existing.Id, existing.ResponseJson, true);
             }
 
             var basket = BasketPipeline.Run(BuildBasket(program, body, account.Available));
@@ -440,7 +440,7 @@ public static class PurchaseEndpoints
             account.Flush(writes);
             Idempotency.AddSaveTo(writes, caller.ClientKey, key, "purchase", hash, 201, Idempotency.NoStoredResponse, now);
             await writes.ExecuteAndCommitAsync(connection, tx, ct);
-            return (response, false);
+            return (purchaseId, json, false);
         }
         catch (DomainRejection) when (!lookForEarlier)
         {

@@ -166,7 +166,7 @@ public static class RefundEndpoints
             .Validate<RefundRequest>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422).AcceptsIdempotencyKey();
     }
 
-    public static async Task<Results<Created<RefundResponse>, ProblemHttpResult>> RecordRefund(
+    public static async Task<Results<CreatedJson<RefundResponse>, ProblemHttpResult>> RecordRefund(
         long id, RefundRequest body, HttpContext http, Db db, StoreDirectory stores, TimeProvider clock, CancellationToken ct)
     {
         var caller = Caller.From(http.User);
@@ -176,10 +176,10 @@ public static class RefundEndpoints
             var key = Idempotency.KeyFrom(http);
             var operation = $"refund:{id}";
             var hash = Idempotency.HashOf(operation, body);
-            var (response, replayed) = await Transactions.RunAsync(db, (connection, tx) =>
+            var (refundId, json, replayed) = await Transactions.RunAsync(db, (connection, tx) =>
                 RefundAsync(db, stores, connection, tx, caller, id, body, key, operation, hash, now, ct), ct);
             if (replayed) Idempotency.MarkReplayed(http);
-            return TypedResults.Created($"/v1/purchases/{id}/refunds/{response.RefundId}", response);
+            return new CreatedJson<RefundResponse>($"/v1/purchases/{id}/refunds/{refundId}", json);
         }
         catch (DomainRejection r)
         {
@@ -187,7 +187,7 @@ public static class RefundEndpoints
         }
     }
 
-    private static async Task<(RefundResponse, bool)> RefundAsync(Db db, StoreDirectory stores, DbConnection connection, DbTransaction tx, Caller caller,
+    private static async Task<(long RefundId, string Json, bool Replayed)> RefundAsync(Db db, StoreDirectory stores, DbConnection connection, DbTransaction tx, Caller caller,
         long purchaseId, RefundRequest body, string? key, string operation, string hash, DateTime now, CancellationToken ct)
     {
         var purchase = await connection.QuerySingleOrDefaultAsync<PurchaseRow>(new CommandDefinition(db.Sql(PurchaseSql), new { Id = purchaseId }, tx, cancellationToken: ct));
@@ -235,7 +235,7 @@ public static class RefundEndpoints
         var account = PointsAccount.Opened(db, connection, tx, purchase.MemberId, now, caller.ClientName, opened, ct);
         if (Idempotency.Replayable(stored, key, operation, hash) is { } replayable)
         {
-            return (Json.Deserialize<RefundResponse>(replayable.ResponseJson), true);
+            return (Json.Deserialize<RefundResponse>(replayable.ResponseJson).RefundId, replayable.ResponseJson, true);
         }
         if (existing is not null)
         {
@@ -245,7 +245,7 @@ public static class RefundEndpoints
                     "This store already recorded this refund number with different contents.", "refundNumber");
             }
             await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, operation, hash, 201, existing.ResponseJson, now, ct);
-            return (Json.Deserialize<RefundResponse>(existing.ResponseJson), true);
+            return (Json.Deserialize<RefundResponse>(existing.ResponseJson).RefundId, existing.ResponseJson, true);
         }
 
         var refundable = purchase.TotalMinor - purchase.RefundedMinor;
@@ -346,7 +346,7 @@ public static class RefundEndpoints
         writes.Add(CompleteRefundSql, new { Id = refundId, PointsReversed = reversed, PointsReturned = returned, ResponseJson = json });
         Idempotency.AddSaveTo(writes, caller.ClientKey, key, operation, hash, 201, json, now);
         await writes.ExecuteAndCommitAsync(connection, tx, ct);
-        return (response, false);
+        return (refundId, json, false);
     }
 
     /// <summary>floor(points × part / whole); a zero-value purchase refunds in full.</summary>
