@@ -57,12 +57,16 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
         var (member, card) = await Fx.EnrollAsync();
         var body = Fx.PurchaseBody(card, 25.00m);
 
-        var first = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body), HttpStatusCode.Created);
+        var recorded = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+        var first = await ReadAsync(recorded, HttpStatusCode.Created);
         var retry = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
         var second = await ReadAsync(retry, HttpStatusCode.Created);
 
         Assert.Equal("true", retry.Headers.GetValues("Idempotent-Replayed").Single());
         Assert.Equal(first.GetRawText(), second.GetRawText());
+        Assert.Equal($"/v1/purchases/{first.GetProperty("purchaseId").GetInt64()}", recorded.Headers.Location?.OriginalString);
+        Assert.Equal(recorded.Headers.Location, retry.Headers.Location);
+        Assert.Equal("application/json", retry.Content.Headers.ContentType?.MediaType);
         Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
         Assert.Equal(25, (await Fx.BalanceAsync(member)).GetProperty("pending").GetInt64());
     }

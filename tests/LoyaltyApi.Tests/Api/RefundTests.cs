@@ -195,11 +195,16 @@ public abstract class RefundTests(ApiFixture fx) : ApiTests(fx)
         var id = (await PurchaseAsync(card, 50.00m)).GetProperty("purchaseId").GetInt64();
         var body = new { refundNumber = Fx.Unique("F"), occurredAt = Fx.Clock.Now, amount = 10.00m };
 
-        var first = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync($"/v1/purchases/{id}/refunds", body), HttpStatusCode.Created);
-        var again = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync($"/v1/purchases/{id}/refunds", body), HttpStatusCode.Created);
+        var recorded = await Fx.BrandPos.PostAsJsonAsync($"/v1/purchases/{id}/refunds", body);
+        var first = await ReadAsync(recorded, HttpStatusCode.Created);
+        var retry = await Fx.BrandPos.PostAsJsonAsync($"/v1/purchases/{id}/refunds", body);
+        var again = await ReadAsync(retry, HttpStatusCode.Created);
         var changed = await Fx.BrandPos.PostAsJsonAsync($"/v1/purchases/{id}/refunds", body with { amount = 11.00m });
 
         Assert.Equal(first.GetProperty("refundId").GetInt64(), again.GetProperty("refundId").GetInt64());
+        Assert.Equal(first.GetRawText(), again.GetRawText());
+        Assert.Equal($"/v1/purchases/{id}/refunds/{first.GetProperty("refundId").GetInt64()}", recorded.Headers.Location?.OriginalString);
+        Assert.Equal(recorded.Headers.Location, retry.Headers.Location);
         await AssertProblemAsync(changed, HttpStatusCode.Conflict, "refund_already_recorded", "refundNumber");
         Assert.Equal(1000, await Fx.ScalarAsync<long>("SELECT refunded_minor FROM purchases WHERE id = @id", new { id }));
     }
