@@ -17,7 +17,10 @@ namespace LoyaltyApi.Infrastructure;
 /// SQLite and SQL Server get one command of ';'-separated statements whose parameter names carry a
 /// per-statement prefix, so the same const SQL can appear twice.
 /// </summary>
-/// <param name="maxParameters">Parameters per command; 0 takes the provider's limit (tests set a small one).</param>
+/// <param name="maxParameters">
+/// Parameters per command where the batch is one command (SQL Server's limit); 0 takes the provider's limit
+/// (tests set a small one). A PostgreSQL batch has none: each statement numbers its own placeholders.
+/// </param>
 public sealed partial class SqlBatch(Db db, int maxParameters = 0)
 {
     private static readonly ConcurrentDictionary<(string Sql, int Index), string> Renamed = new();

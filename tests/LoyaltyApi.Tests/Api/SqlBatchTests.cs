@@ -23,7 +23,8 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
     {
         await using var connection = await db.OpenAsync(CancellationToken.None);
         await using var tx = await Db.BeginAsync(connection, CancellationToken.None);
-        // 30 rows of 6 parameters against a limit of 20: one command per multi-row statement at most.
+        // 30 rows of 6 parameters against a limit of 20: on SQLite one command per multi-row statement at most;
+        // PostgreSQL's batch goes whole (each statement numbers its own placeholders), and must be as atomic.
         var batch = new SqlBatch(db, maxParameters: 20);
         batch.AddRows(InsertLineSql, Enumerable.Range(100, 30)
             .Select(n => new { PurchaseId = purchaseId, LineNo = n, Sku = $"S{n}", Category = (string?)null, Quantity = 1, AmountMinor = 100L })
