@@ -344,7 +344,7 @@ public static class PurchaseEndpoints
         Idempotency.Stored? stored = null;
         ExistingPurchase? existing = null;
         NewIds ids;
-        // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
+        // Every result set is read before any decision, so a rejection never leaves half a batch unread on the connection.
         await using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
             if (body.CardNumber is null) opened = await PointsAccount.ReadOpenedAsync(grid, withLots: spends);

@@ -220,7 +220,7 @@ public static class RefundEndpoints
         Dictionary<int, LineRow> lines = [];
         List<AllocationRow> allocations = [];
         PointLot? earnLot = null;
-        // Every result set is read before any decision: leaving one unread makes Dapper cancel the command.
+        // Every result set is read before any decision, so a rejection never leaves half a batch unread on the connection.
         await using (var grid = await reads.QueryMultipleAsync(connection, tx, ct))
         {
             opened = await PointsAccount.ReadOpenedAsync(grid);
