@@ -314,6 +314,16 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
         Transactions.MarkCommitted(tx);
     }
 
+    /// <summary>
+    /// One statement outside a transaction, its one row or default: a batch of one, so PostgreSQL gets it with
+    /// $n placeholders like every batch. For the statements every checkout sends; the rest use Dapper directly.
+    /// </summary>
+    public static async Task<T?> QuerySingleOrDefaultAsync<T>(Db db, DbConnection connection, string portableSql, object args, CancellationToken ct)
+    {
+        await using var results = await new SqlBatch(db).Add(portableSql, args).QueryMultipleAsync(connection, null, ct);
+        return await results.ReadSingleOrDefaultAsync<T>();
+    }
+
     /// <summary>Runs the batch and returns its result sets, to be read in the order the statements were added.</summary>
     public async Task<BatchResults> QueryMultipleAsync(DbConnection connection, DbTransaction? tx, CancellationToken ct)
     {

@@ -95,25 +95,14 @@ public static class BalanceQueries
         GROUP BY c.id, c.member_id, c.status, m.name, a.debt_points
         """;
 
-    /// <summary>
-    /// A card, its member and the member's balance in one query: what a POS needs at a scan. A batch of one,
-    /// so PostgreSQL gets it with $n placeholders (see <see cref="SqlBatch"/>).
-    /// </summary>
-    public static async Task<CardSnapshot?> CardSnapshotAsync(Db db, DbConnection connection, string cardNumber, DateTime now, CancellationToken ct)
-    {
-        await using var results = await new SqlBatch(db).Add(CardSnapshotSql, new { CardNumber = cardNumber, Now = now })
-            .QueryMultipleAsync(connection, null, ct);
-        return await results.ReadSingleOrDefaultAsync<CardSnapshot>();
-    }
+    /// <summary>A card, its member and the member's balance in one query: what a POS needs at a scan.</summary>
+    public static Task<CardSnapshot?> CardSnapshotAsync(Db db, DbConnection connection, string cardNumber, DateTime now, CancellationToken ct) =>
+        SqlBatch.QuerySingleOrDefaultAsync<CardSnapshot>(db, connection, CardSnapshotSql, new { CardNumber = cardNumber, Now = now }, ct);
 
     /// <summary>Balance as of <paramref name="now"/>: lots past expiry are never counted, whether or not the expiry job has run.</summary>
     public static async Task<BalanceSnapshot?> SnapshotAsync(Db db, DbConnection connection, long memberId, DateTime now, CancellationToken ct)
     {
-        SnapshotRow? row;
-        await using (var results = await new SqlBatch(db).Add(SnapshotSql, new { MemberId = memberId, Now = now }).QueryMultipleAsync(connection, null, ct))
-        {
-            row = await results.ReadSingleOrDefaultAsync<SnapshotRow>();
-        }
+        var row = await SqlBatch.QuerySingleOrDefaultAsync<SnapshotRow>(db, connection, SnapshotSql, new { MemberId = memberId, Now = now }, ct);
         return row is null ? null : new BalanceSnapshot(row.AvailablePoints - row.DebtPoints, row.PendingPoints);
     }
 }

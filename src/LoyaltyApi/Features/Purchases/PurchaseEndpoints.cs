@@ -363,11 +363,9 @@ public static class PurchaseEndpoints
             // purchases are never deleted, so a record always finds its purchase.
             if (Idempotency.Replayable(stored, key, "purchase", hash) is { } replayable)
             {
-                var first = existing is { ResponseJson.Length: > 0 } && existing.RequestHash == hash
-                    ? existing.ResponseJson
-                    : replayable.ResponseJson;
-                if (first.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
-                return (Json.Deserialize<PurchaseResponse>(first).PurchaseId, first, true);
+                if (existing is { ResponseJson.Length: > 0 } && existing.RequestHash == hash) return (existing.Id, existing.ResponseJson, true);
+                if (replayable.ResponseJson.Length == 0) throw new InvalidOperationException("An idempotency record's purchase is missing.");
+                return (Json.Deserialize<PurchaseResponse>(replayable.ResponseJson).PurchaseId, replayable.ResponseJson, true);
             }
             long memberId;
             long? cardId = null;
