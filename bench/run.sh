@@ -71,7 +71,9 @@ trap cleanup EXIT
 say() { echo "$*" | tee -a "$report"; }
 
 echo "bench: building"
-dotnet publish src/LoyaltyApi -c Release -o "$work/app" -v quiet -nologo >/dev/null
+# Published for this machine's runtime, as the README says to publish a release: precompiled (ReadyToRun).
+case "$(uname -m)" in aarch64 | arm64) rid=linux-arm64 ;; *) rid=linux-x64 ;; esac
+dotnet publish src/LoyaltyApi -c Release -r "$rid" --self-contained false -o "$work/app" -v quiet -nologo >/dev/null
 dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nologo >/dev/null
 [ "$FLOOR" = 1 ] && dotnet publish bench/LoyaltyApi.Floor -c Release -o "$work/floor" -v quiet -nologo >/dev/null
 driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
