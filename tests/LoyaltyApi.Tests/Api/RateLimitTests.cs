@@ -24,10 +24,11 @@ public abstract class RateLimitTests(ApiFixture fx) : ApiTests(fx)
     [Fact]
     public async Task AKeyThatSendsTooFastGets429WithRetryAfterWhileOthersCarryOn()
     {
-        var responses = await Task.WhenAll(Enumerable.Range(0, 60).Select(_ => Fx.BrandPos.GetAsync("/v1/program")));
+        // A bucket of 20 lets at most 40 through even if a refill falls inside the burst.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 100).Select(_ => Fx.BrandPos.GetAsync("/v1/program")));
 
         var limited = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
-        Assert.InRange(limited.Count, 30, 60);
+        Assert.InRange(limited.Count, 60, 100);
         Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
         var problem = await AssertRateLimitedAsync(limited[0]);
         Assert.Equal(HttpStatusCode.OK, (await Fx.PartnerPos.GetAsync("/v1/program")).StatusCode);
