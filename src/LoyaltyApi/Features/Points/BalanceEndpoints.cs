@@ -93,23 +93,23 @@ public static class BalanceQueries
         WHERE c.card_number = @CardNumber
         """;
 
-    private const string CardSnapshotSql = "SELECT c.id AS card_id, c.member_id, c.status, m.name AS member_name, a.debt_points,\n" + CardLotSums + """
-
+    private const string CardSnapshotSql = """
+        SELECT c.id AS card_id, c.member_id, c.status, m.name AS member_name, a.debt_points,
+        """ + "\n" + CardLotSums + "\n" + """
         FROM cards c
         JOIN members m ON m.id = c.member_id
         JOIN point_accounts a ON a.member_id = c.member_id
-        """ + "\n" + CardLiveLots + """
-
+        """ + "\n" + CardLiveLots + "\n" + """
         GROUP BY c.id, c.member_id, c.status, m.name, a.debt_points
         """;
 
     // A quote shows no name: one join fewer on the busiest read.
-    private const string CardBalanceSql = "SELECT c.id AS card_id, c.member_id, c.status, a.debt_points,\n" + CardLotSums + """
-
+    private const string CardBalanceSql = """
+        SELECT c.id AS card_id, c.member_id, c.status, a.debt_points,
+        """ + "\n" + CardLotSums + "\n" + """
         FROM cards c
         JOIN point_accounts a ON a.member_id = c.member_id
-        """ + "\n" + CardLiveLots + """
-
+        """ + "\n" + CardLiveLots + "\n" + """
         GROUP BY c.id, c.member_id, c.status, a.debt_points
         """;
 
