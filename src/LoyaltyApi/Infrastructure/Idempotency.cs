@@ -219,4 +219,3 @@ public sealed class CreatedJson<T>(string location, string json) : IResult, IEnd
     public static void PopulateMetadata(System.Reflection.MethodInfo method, EndpointBuilder builder) =>
         builder.Metadata.Add(new ProducesResponseTypeMetadata(StatusCodes.Status201Created, typeof(T), ["application/json"]));
 }
-

@@ -301,7 +301,7 @@ public sealed partial class SqlBatch(Db db, int maxParameters = 0)
     public async Task ExecuteAndCommitAsync(DbConnection connection, DbTransaction tx, CancellationToken ct)
     {
         RefuseAfterCommit(tx);
-        if (db.Dialect.CommitInBatch is { } commit)
+        if (db.Dialect.SendsStatementsSeparately && db.Dialect.CommitInBatch is { } commit)
         {
             await using var batch = PositionalBatch(connection, tx, commit);
             await batch.ExecuteNonQueryAsync(ct);
@@ -391,20 +391,21 @@ public sealed class BatchResults(DbDataReader reader, IAsyncDisposable? owner, C
     /// <summary>The one row of the next result set; throws when it has none or several.</summary>
     public async Task<T> ReadSingleAsync<T>()
     {
-        var rows = await ReadAsync<T>();
-        return rows.Count == 1 ? rows[0] : throw new InvalidOperationException($"Expected one row, got {rows.Count}.");
+        var (found, row) = await ReadAtMostOneAsync<T>();
+        return found ? row! : throw new InvalidOperationException("Expected one row, got none.");
     }
 
     /// <summary>The one row of the next result set, or default when it has none; throws when it has several.</summary>
-    public async Task<T?> ReadSingleOrDefaultAsync<T>()
+    public async Task<T?> ReadSingleOrDefaultAsync<T>() => (await ReadAtMostOneAsync<T>()).Row;
+
+    // The single-row reads every checkout makes (the lock, the totals, the new ids) build no list.
+    private async Task<(bool Found, T? Row)> ReadAtMostOneAsync<T>()
     {
-        var rows = await ReadAsync<T>();
-        return rows.Count switch
-        {
-            0 => default,
-            1 => rows[0],
-            _ => throw new InvalidOperationException($"Expected at most one row, got {rows.Count}."),
-        };
+        await NextAsync();
+        if (!await reader.ReadAsync(ct)) return (false, default);
+        var row = reader.GetRowParser<T>()(reader);
+        if (await reader.ReadAsync(ct)) throw new InvalidOperationException("Expected at most one row, got several.");
+        return (true, row);
     }
 
     private async Task NextAsync()

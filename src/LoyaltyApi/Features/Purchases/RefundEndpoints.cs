@@ -90,6 +90,7 @@ public static class RefundEndpoints
 
     private sealed class ExistingRefund
     {
+        public long Id { get; set; }
         public long PurchaseId { get; set; }
         public string RequestHash { get; set; } = "";
         public string ResponseJson { get; set; } = "";
@@ -103,7 +104,7 @@ public static class RefundEndpoints
         """;
 
     private const string ExistingSql = """
-        SELECT purchase_id, request_hash, response_json
+        SELECT id, purchase_id, request_hash, response_json
         FROM refunds
         WHERE store_id = @StoreId AND refund_number = @RefundNumber
         """;
@@ -245,7 +246,7 @@ public static class RefundEndpoints
                     "This store already recorded this refund number with different contents.", "refundNumber");
             }
             await Idempotency.SaveAsync(db, connection, tx, caller.ClientKey, key, operation, hash, 201, existing.ResponseJson, now, ct);
-            return (Json.Deserialize<RefundResponse>(existing.ResponseJson).RefundId, existing.ResponseJson, true);
+            return (existing.Id, existing.ResponseJson, true);
         }
 
         var refundable = purchase.TotalMinor - purchase.RefundedMinor;
