@@ -78,13 +78,8 @@ dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nolog
 [ "$FLOOR" = 1 ] && dotnet publish bench/LoyaltyApi.Floor -c Release -o "$work/floor" -v quiet -nologo >/dev/null
 driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
 
-pg_port=55500
-while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do pg_port=$((pg_port + 1)); done
-[ "$(id -u)" = "0" ] && chown postgres "$work"
-as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -t 60 \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=1GB -c fsync=on -c synchronous_commit=on $([ "$PG_STATS" = 1 ] && echo "-c shared_preload_libraries=pg_stat_statements")" start >/dev/null
-psql_() { psql -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+. bench/pg.sh
+start_private_pg "$work" 55500 "$([ "$PG_STATS" = 1 ] && echo "-c shared_preload_libraries=pg_stat_statements")"
 psql_ -c "CREATE DATABASE loyalty_bench" -c "CREATE DATABASE pgbench"
 # About two connections per database core (PostgreSQL's own rule of thumb, cores x 2 + 1): more
 # only add lock and WAL contention on a small server (200 connections collapse under an open-loop
