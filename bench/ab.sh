@@ -53,7 +53,9 @@ Database__Provider=Postgres Database__ConnectionString="$cs" dotnet "$work/app-b
 driver seed Postgres "$cs" "$MEMBERS" "$work/keys.txt" >/dev/null
 psql_ -d loyalty_ab -c "VACUUM ANALYZE" -c "CHECKPOINT"
 
-port_of() { [ "$1" = a ] && echo 5301 || echo 5302; }
+free_port() { local p=$1; while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done; echo "$p"; }
+port_a=$(free_port 5301); port_b=$(free_port $((port_a + 1)))
+port_of() { [ "$1" = a ] && echo "$port_a" || echo "$port_b"; }
 for side in a b; do
   ASPNETCORE_URLS="http://127.0.0.1:$(port_of $side)" ASPNETCORE_ENVIRONMENT=Production Database__Provider=Postgres \
   Database__ConnectionString="$cs;Application Name=ab-$side" Database__MigrateOnStartup=false \
@@ -62,10 +64,12 @@ for side in a b; do
   pids+=($!)
 done
 for side in a b; do
+  up=0
   for _ in $(seq 1 150); do
-    { exec 3<>"/dev/tcp/127.0.0.1/$(port_of $side)"; } 2>/dev/null && { exec 3<&-; break; }
+    { exec 3<>"/dev/tcp/127.0.0.1/$(port_of $side)"; } 2>/dev/null && { exec 3<&-; up=1; break; }
     sleep 0.2
   done
+  [ "$up" = 1 ] || { echo "ab: service $side did not start" >&2; cat "$work/service-$side.log" >&2; exit 1; }
 done
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 backend_ticks() { # the CPU of one build's PostgreSQL backends
