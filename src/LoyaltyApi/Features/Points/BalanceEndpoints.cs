@@ -113,12 +113,13 @@ public static class BalanceQueries
         GROUP BY c.id, c.member_id, c.status, a.debt_points
         """;
 
-    /// <summary>
-    /// A card, its member and the member's balance in one query: what a POS needs at a scan. Without
-    /// <paramref name="withHolderName"/>, <see cref="CardSnapshot.MemberName"/> stays null.
-    /// </summary>
-    public static Task<CardSnapshot?> CardSnapshotAsync(Db db, DbConnection connection, string cardNumber, DateTime now, CancellationToken ct, bool withHolderName = true) =>
-        SqlBatch.QuerySingleOrDefaultAsync<CardSnapshot>(db, connection, withHolderName ? CardSnapshotSql : CardBalanceSql, new { CardNumber = cardNumber, Now = now }, ct);
+    /// <summary>A card, its member and the member's balance in one query: what a POS needs at a scan.</summary>
+    public static Task<CardSnapshot?> CardSnapshotAsync(Db db, DbConnection connection, string cardNumber, DateTime now, CancellationToken ct) =>
+        SqlBatch.QuerySingleOrDefaultAsync<CardSnapshot>(db, connection, CardSnapshotSql, new { CardNumber = cardNumber, Now = now }, ct);
+
+    /// <summary>As <see cref="CardSnapshotAsync"/> without the holder's name (<see cref="CardSnapshot.MemberName"/> stays null): what a quote needs.</summary>
+    public static Task<CardSnapshot?> CardBalanceAsync(Db db, DbConnection connection, string cardNumber, DateTime now, CancellationToken ct) =>
+        SqlBatch.QuerySingleOrDefaultAsync<CardSnapshot>(db, connection, CardBalanceSql, new { CardNumber = cardNumber, Now = now }, ct);
 
     /// <summary>Balance as of <paramref name="now"/>: lots past expiry are never counted, whether or not the expiry job has run.</summary>
     public static async Task<BalanceSnapshot?> SnapshotAsync(Db db, DbConnection connection, long memberId, DateTime now, CancellationToken ct)

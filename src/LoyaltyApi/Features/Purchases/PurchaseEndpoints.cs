@@ -260,7 +260,7 @@ public static class PurchaseEndpoints
             BalanceSnapshot? balance;
             if (body.CardNumber is { } number)
             {
-                var card = await BalanceQueries.CardSnapshotAsync(db, connection, number, now, ct, withHolderName: false);
+                var card = await BalanceQueries.CardBalanceAsync(db, connection, number, now, ct);
                 RejectUnusable(card?.Status);
                 (memberId, balance) = (card!.MemberId, card.Balance);
             }
