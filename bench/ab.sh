@@ -86,8 +86,8 @@ say "$MEMBERS members; both services at once on one PostgreSQL database, $half c
 drivers=()
 for side in a b; do driver load "http://127.0.0.1:$(port_of $side)" "$work/keys.txt" "$MEMBERS" "$half" 15 2 >/dev/null & drivers+=($!); done
 wait "${drivers[@]}"
+declare -A s0 g0 # each side's CPU ticks (service, PostgreSQL backends) as a round starts
 for round in $(seq 1 "$ROUNDS"); do
-  declare -A s0 g0
   for i in 0 1; do side=$([ $i = 0 ] && echo a || echo b); s0[$side]=$(ticks "${pids[$i]}"); g0[$side]=$(backend_ticks $side); done
   drivers=()
   for side in a b; do driver load "http://127.0.0.1:$(port_of $side)" "$work/keys.txt" "$MEMBERS" "$half" 0 "$SECS" >"$work/round-$side.txt" & drivers+=($!); done
