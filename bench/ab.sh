@@ -3,9 +3,9 @@
 #
 # For deciding whether a change makes a checkout cheaper on a machine too noisy for a run of each to
 # tell (on the development VM, back-to-back closed-loop windows of the same build differ by up to 40%).
-# Both revisions are built, one database is seeded and migrated with REV_B's scripts (so REV_A must run on
-# REV_B's schema: true when B only adds), and both services take the POS mix at the same time, half the
-# clients each, in ROUNDS windows of SECONDS. Whatever the machine does to one it does to the other, so
+# Both revisions are built, each gets a database of its own in one PostgreSQL cluster, migrated with its
+# own scripts and seeded by its own seeder (so a schema change is compared too), and both services take
+# the POS mix at the same time, half the clients each, in ROUNDS windows of SECONDS. Whatever the machine does to one it does to the other, so
 # the figures to read are the ratios: B's purchases over A's, and each build's CPU per purchase, its own
 # process and its own PostgreSQL backends (told apart by Application Name). Reports go to bench/results/.
 # The same revision twice compares settings: AB_ENV_A and AB_ENV_B add environment variables to one service
@@ -41,24 +41,30 @@ for side in a b; do
   mkdir -p "$work/src-$side"
   git archive "$rev" | tar -x -C "$work/src-$side"
   dotnet publish "$work/src-$side/src/LoyaltyApi" -c Release -r "$rid" --self-contained false -o "$work/app-$side" -v quiet -nologo >/dev/null
+  # Each revision seeds its own schema; the load comes from the working tree's driver for both.
+  dotnet build "$work/src-$side/bench/LoyaltyApi.Bench" -c Release -o "$work/seeder-$side" -v quiet -nologo >/dev/null
 done
 dotnet build bench/LoyaltyApi.Bench -c Release -o "$work/driver" -v quiet -nologo >/dev/null
 driver() { dotnet "$work/driver/LoyaltyApi.Bench.dll" "$@"; }
 
 . bench/pg.sh
 start_private_pg "$work" 55600
-psql_ -c "CREATE DATABASE loyalty_ab"
-cs="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_ab;Maximum Pool Size=$POOL"
-Database__Provider=Postgres Database__ConnectionString="$cs" dotnet "$work/app-b/LoyaltyApi.dll" migrate >/dev/null
-driver seed Postgres "$cs" "$MEMBERS" "$work/keys.txt" >/dev/null
-psql_ -d loyalty_ab -c "VACUUM ANALYZE" -c "CHECKPOINT"
+cs_of() { echo "Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=loyalty_ab_$1;Maximum Pool Size=$POOL"; }
+for side in a b; do
+  psql_ -c "CREATE DATABASE loyalty_ab_$side"
+  Database__Provider=Postgres Database__ConnectionString="$(cs_of $side)" dotnet "$work/app-$side/LoyaltyApi.dll" migrate >/dev/null
+  # The seeder makes the same program (members, cards, lots, stores, keys) for the same member count.
+  dotnet "$work/seeder-$side/LoyaltyApi.Bench.dll" seed Postgres "$(cs_of $side)" "$MEMBERS" "$work/keys-$side.txt" >/dev/null
+  psql_ -d "loyalty_ab_$side" -c "VACUUM ANALYZE"
+done
+psql_ -c "CHECKPOINT"
 
 free_port() { local p=$1; while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done; echo "$p"; }
 port_a=$(free_port 5301); port_b=$(free_port $((port_a + 1)))
 port_of() { [ "$1" = a ] && echo "$port_a" || echo "$port_b"; }
 for side in a b; do
   ASPNETCORE_URLS="http://127.0.0.1:$(port_of $side)" ASPNETCORE_ENVIRONMENT=Production Database__Provider=Postgres \
-  Database__ConnectionString="$cs;Application Name=ab-$side" Database__MigrateOnStartup=false \
+  Database__ConnectionString="$(cs_of $side);Application Name=ab-$side" Database__MigrateOnStartup=false \
   Auth__AdminApiKey=bench-admin-key Limits__PermitsPerSecond=0 Logging__LogLevel__Default=Warning \
     env $([ $side = a ] && echo "${AB_ENV_A:-}" || echo "${AB_ENV_B:-}") dotnet "$work/app-$side/LoyaltyApi.dll" >"$work/service-$side.log" 2>&1 &
   pids+=($!)
@@ -81,16 +87,16 @@ hz=$(getconf CLK_TCK)
 half=$((CLIENTS / 2))
 
 say "== LoyaltyApi A/B $(date -u +%FT%TZ) on $(nproc) cores: A = $REV_A ($(git rev-parse --short "$REV_A")), B = $REV_B ($(git rev-parse --short "$REV_B"))"
-say "$MEMBERS members; both services at once on one PostgreSQL database, $half clients each, pool $POOL each; $ROUNDS rounds of ${SECS}s${AB_ENV_A:+; A with $AB_ENV_A}${AB_ENV_B:+; B with $AB_ENV_B}"
+say "$MEMBERS members; both services at once on one PostgreSQL cluster, a database each, $half clients each, pool $POOL each; $ROUNDS rounds of ${SECS}s${AB_ENV_A:+; A with $AB_ENV_A}${AB_ENV_B:+; B with $AB_ENV_B}"
 # `wait` with no arguments would wait for the services too: wait for the drivers by their pids.
 drivers=()
-for side in a b; do driver load "http://127.0.0.1:$(port_of $side)" "$work/keys.txt" "$MEMBERS" "$half" 15 2 >/dev/null & drivers+=($!); done
+for side in a b; do driver load "http://127.0.0.1:$(port_of $side)" "$work/keys-$side.txt" "$MEMBERS" "$half" 15 2 >/dev/null & drivers+=($!); done
 wait "${drivers[@]}"
 declare -A s0 g0 # each side's CPU ticks (service, PostgreSQL backends) as a round starts
 for round in $(seq 1 "$ROUNDS"); do
   for i in 0 1; do side=$([ $i = 0 ] && echo a || echo b); s0[$side]=$(ticks "${pids[$i]}"); g0[$side]=$(backend_ticks $side); done
   drivers=()
-  for side in a b; do driver load "http://127.0.0.1:$(port_of $side)" "$work/keys.txt" "$MEMBERS" "$half" 0 "$SECS" >"$work/round-$side.txt" & drivers+=($!); done
+  for side in a b; do driver load "http://127.0.0.1:$(port_of $side)" "$work/keys-$side.txt" "$MEMBERS" "$half" 0 "$SECS" >"$work/round-$side.txt" & drivers+=($!); done
   wait "${drivers[@]}"
   line="round $round:"
   for i in 0 1; do
