@@ -62,7 +62,7 @@ public static class Seed
                 INSERT INTO point_accounts (member_id, debt_points, version, updated_at) SELECT g, 0, 0, '{created}' FROM generate_series(1, {members}) g;
                 INSERT INTO cards (id, card_number, member_id, status, issued_at) SELECT g, ({CardBase} + g)::text, g, 'active', '{created}' FROM generate_series(1, {members}) g;
                 INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at)
-                SELECT g, g, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, '{created}', '{expires}', 'available', '{created}' FROM generate_series(1, {members}) g;
+                SELECT g, g, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, '{created}', '{expires}', 'active', '{created}' FROM generate_series(1, {members}) g;
                 INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at)
                 SELECT g, g, 'adjustment', {PointsPerMember}, g, 'bench seed', 'bench', '{created}' FROM generate_series(1, {members}) g;
                 INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
@@ -96,7 +96,7 @@ public static class Seed
                 "INSERT INTO members (id, phone, name, referral_code, status, enrolled_at) VALUES (@G, '+1555' || substr('0000000' || @G, -7), 'Member ' || @G, 'R' || substr('0000000' || @G, -7), 'active', @Created)",
                 "INSERT INTO point_accounts (member_id, debt_points, version, updated_at) VALUES (@G, 0, 0, @Created)",
                 $"INSERT INTO cards (id, card_number, member_id, status, issued_at) VALUES (@G, CAST({CardBase} + @G AS TEXT), @G, 'active', @Created)",
-                $"INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, @Created, @Expires, 'available', @Created)",
+                $"INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, @Created, @Expires, 'active', @Created)",
                 $"INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, @G, 'bench seed', 'bench', @Created)",
                 "INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency, total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor, points_reversed, points_returned, request_hash, response_json) VALUES (@G, @G, CASE WHEN @G % 8 < 6 THEN 1 ELSE 2 END, @G % 8 + 1, 'H' || @G, @G, @Created, @Created, 'USD', 1000, 1000, 0, 0, 0, NULL, 0, 0, 0, 'h' || @G, '{}')",
                 "INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor) VALUES (@G, 1, 'SKU-' || (@G % 500), 'cat-' || (@G % 20), 1, 1000, 0, 0)",

@@ -23,6 +23,18 @@ public static class LotSources
     public const string RedeemReturn = "redeem_return";
 }
 
+/// <summary>
+/// What a lot's row says of it. Whether a live lot is pending or available is not stored: it follows from
+/// available_at and the clock, so a lot ripens on time with no job and no write.
+/// </summary>
+public static class LotStatuses
+{
+    /// <summary>Neither reversed nor expired: pending before available_at, spendable from then until expires_at.</summary>
+    public const string Active = "active";
+    public const string Reversed = "reversed";
+    public const string Expired = "expired";
+}
+
 /// <summary>A grant of points: pending until <see cref="AvailableAt"/>, spendable until <see cref="ExpiresAt"/>.</summary>
 public sealed class PointLot
 {
@@ -284,7 +296,9 @@ public sealed class PointsAccount
         {
             Id = lotId, MemberId = MemberId, Source = source, PurchaseId = purchaseId, GrantedPoints = points,
             RemainingPoints = points - payDebt, AvailableAt = availableAt, ExpiresAt = expiresAt,
-            Status = availableAt > Now ? "pending" : "available",
+            // Pending or available is a matter of time (available_at), read at every balance: a stored
+            // "pending" would cost a partial index entry now and a rewrite of the whole lot when it ripens.
+            Status = LotStatuses.Active,
         };
         _newLots.Add(lot);
         _entries.Add(new Entry(entryType, points, lot, purchaseId, refundId, reason));
@@ -350,7 +364,7 @@ public sealed class PointsAccount
         var fromLot = Math.Min(reverse, lot.RemainingPoints);
         lot.RemainingPoints -= fromLot;
         lot.ReversedPoints += reverse;
-        if (lot.RemainingPoints == 0) lot.Status = "reversed";
+        if (lot.RemainingPoints == 0) lot.Status = LotStatuses.Reversed;
         _changedLots.Add(lot);
         var shortfall = reverse - fromLot;
         var fromOthers = Math.Min(shortfall, Math.Max(0, Lots.Where(l => l.IsAvailable(Now)).Sum(l => l.RemainingPoints)));
@@ -366,7 +380,7 @@ public sealed class PointsAccount
         var points = lot.RemainingPoints;
         lot.ExpiredPoints += points;
         lot.RemainingPoints = 0;
-        lot.Status = "expired";
+        lot.Status = LotStatuses.Expired;
         _changedLots.Add(lot);
         if (points > 0) _entries.Add(new Entry(LedgerEntryTypes.Expire, -points, lot, lot.PurchaseId, null, null));
         Lots.Remove(lot);

@@ -13,28 +13,19 @@ public sealed class PointsLifecycleOptions
     public int MembersPerBatch { get; set; } = 200;
 }
 
-public sealed record LifecycleRun(int LotsActivated, int LotsExpired, long PointsExpired);
+public sealed record LifecycleRun(int LotsExpired, long PointsExpired);
 
 /// <summary>
-/// Marks pending lots available and expires lots past their expiry, writing an expire entry to the
-/// ledger. Each member is processed under the member's lock, and only lots that still have points
-/// are expired, so two instances running at once cannot expire anything twice.
+/// Expires lots past their expiry, writing an expire entry to the ledger. Each member is processed under
+/// the member's lock, and only lots that still have points are expired, so two instances running at once
+/// cannot expire anything twice. Pending points need no job: a lot is available from its available_at.
 /// </summary>
 public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<PointsLifecycleOptions> options, ILogger<PointsLifecycle> logger)
 {
-    // Per member, under the member's lock like every other write to lots, so the job never
-    // deadlocks with a purchase that is updating the same member's lots.
-    private const string ActivateSql = """
-        UPDATE point_lots
-        SET status = 'available'
-        WHERE member_id = @MemberId AND status = 'pending' AND available_at <= @Now
-        """;
-
-    // Both halves are served by indexes: ix_point_lots_pending (partial) and ix_point_lots_expiry.
+    // Served by ix_point_lots_expiry.
     private const string DueMembersSql = """
-        SELECT member_id FROM point_lots WHERE status = 'pending' AND available_at <= @Now
-        UNION
-        SELECT member_id FROM point_lots WHERE expires_at <= @Now AND remaining_points > 0
+        SELECT DISTINCT member_id FROM point_lots
+        WHERE expires_at <= @Now AND remaining_points > 0
         ORDER BY member_id
         LIMIT @Take
         """;
@@ -50,7 +41,6 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
     public async Task<LifecycleRun> RunOnceAsync(CancellationToken ct)
     {
         var now = clock.GetUtcNow().UtcDateTime;
-        var activated = 0;
         var lots = 0;
         long points = 0;
         while (!ct.IsCancellationRequested)
@@ -64,12 +54,12 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
             if (members.Count == 0) break;
             foreach (var memberId in members)
             {
-                var (a, l, p) = await Transactions.RunAsync(db, async (connection, tx) =>
+                // Per member, under the member's lock like every other write to lots, so the job never
+                // deadlocks with a purchase that is updating the same member's lots.
+                var (l, p) = await Transactions.RunAsync(db, async (connection, tx) =>
                 {
                     var account = await PointsAccount.OpenAsync(db, connection, tx, memberId, now, "points-lifecycle", ct);
-                    if (account is null) return (0, 0, 0L);
-                    var activatedLots = await connection.ExecuteAsync(new CommandDefinition(db.Sql(ActivateSql),
-                        new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
+                    if (account is null) return (0, 0L);
                     var due = await connection.QueryAsync<PointLot>(new CommandDefinition(db.Sql(DueLotsSql),
                         new { MemberId = memberId, Now = now }, tx, cancellationToken: ct));
                     var (count, sum) = (0, 0L);
@@ -80,29 +70,29 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
                         account.Expire(lot);
                     }
                     await account.SaveAsync();
-                    return (activatedLots, count, sum);
+                    return (count, sum);
                 }, ct);
-                activated += a;
                 lots += l;
                 points += p;
             }
         }
-        if (lots > 0 || activated > 0) LogRun(logger, activated, lots, points);
-        return new LifecycleRun(activated, lots, points);
+        if (lots > 0) LogRun(logger, lots, points);
+        return new LifecycleRun(lots, points);
     }
 
     public static RouteGroupBuilder MapPointsLifecycle(IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/admin/points-lifecycle").WithTags("Operations").RequireAuthorization(Policies.Admin);
         group.MapPost("runs", RunNow).WithName("RunPointsLifecycle")
-            .WithSummary("Run the activation/expiry job now (it also runs in the background every PointsLifecycle:IntervalSeconds).");
+            .WithSummary("Run the expiry job now (it also runs in the background every PointsLifecycle:IntervalSeconds). " +
+                         "Pending points need no job: they are available from their availableAt.");
         return group;
     }
 
     public static async Task<Ok<LifecycleRun>> RunNow(PointsLifecycle job, CancellationToken ct) => TypedResults.Ok(await job.RunOnceAsync(ct));
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Points lifecycle: {Activated} lots activated, {Lots} lots expired ({Points} points)")]
-    private static partial void LogRun(ILogger logger, int activated, int lots, long points);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Points lifecycle: {Lots} lots expired ({Points} points)")]
+    private static partial void LogRun(ILogger logger, int lots, long points);
 }
 
 public sealed partial class PointsLifecycleService(PointsLifecycle job, IOptions<PointsLifecycleOptions> options, ILogger<PointsLifecycleService> logger) : BackgroundService
