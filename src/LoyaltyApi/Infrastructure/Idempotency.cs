@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
@@ -76,13 +77,30 @@ public static class Idempotency
         return key;
     }
 
+    // Per thread, reused: hashing runs on every write request, and a fresh hash context and buffers
+    // per request cost more than the hashing.
+    [ThreadStatic] private static ArrayBufferWriter<byte>? _hashInput;
+    [ThreadStatic] private static Utf8JsonWriter? _hashWriter;
+
+    /// <summary>SHA-256 of "operation\n" followed by the request as JSON (default options), in hex.</summary>
     public static string HashOf<T>(string operation, T request)
     {
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(request);
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(operation + "\n"));
-        sha.AppendData(bytes);
-        return Convert.ToHexStringLower(sha.GetHashAndReset());
+        var input = _hashInput ??= new ArrayBufferWriter<byte>(1024);
+        input.ResetWrittenCount();
+        var prefix = System.Text.Encoding.UTF8.GetByteCount(operation) + 1;
+        var span = input.GetSpan(prefix);
+        System.Text.Encoding.UTF8.GetBytes(operation, span);
+        span[prefix - 1] = (byte)'\n';
+        input.Advance(prefix);
+        var writer = _hashWriter ??= new Utf8JsonWriter(input);
+        writer.Reset(input);
+        JsonSerializer.Serialize(writer, request);
+        writer.Flush();
+        Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(input.WrittenSpan, digest);
+        // A basket of 500 long lines leaves a large buffer behind: not kept.
+        if (input.Capacity > 64 * 1024) _hashInput = null;
+        return Convert.ToHexStringLower(digest);
     }
 
     /// <summary>The stored response when this key was used before for the same request; throws 409 when it was used for another.</summary>

@@ -269,6 +269,37 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
     }
 
     [Theory]
+    [InlineData(1, "sku", " ")]
+    [InlineData(0, "quantity", "0")]
+    [InlineData(2, "amount", "-5.00")]
+    [InlineData(1, "category", "65")]
+    public async Task ABadLineIsRejectedNamingTheLineAndItsField(int index, string field, string value)
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        (string Sku, string Category, int Quantity, decimal Amount)[] lines = [("A", "food", 1, 10.00m), ("B", "food", 2, 15.00m), ("C", "food", 1, 5.00m)];
+        lines[index] = field switch
+        {
+            "sku" => lines[index] with { Sku = value },
+            "quantity" => lines[index] with { Quantity = int.Parse(value) },
+            "amount" => lines[index] with { Amount = decimal.Parse(value, System.Globalization.CultureInfo.InvariantCulture) },
+            _ => lines[index] with { Category = new string('c', int.Parse(value)) },
+        };
+        var body = new
+        {
+            storeId = Fx.BrandStoreId, receiptNumber = Fx.Unique("R"), cardNumber = card, occurredAt = Fx.Clock.Now, currency = "USD",
+            total = lines.Sum(l => l.Amount),
+            lines = lines.Select(l => new { sku = l.Sku, category = l.Category, quantity = l.Quantity, amount = l.Amount }),
+            pointsToRedeem = 0,
+        };
+
+        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+
+        var problem = await AssertProblemAsync(r, HttpStatusCode.BadRequest, "validation", $"lines[{index}].{field}");
+        Assert.Equal([$"lines[{index}].{field}"], problem.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
+    }
+
+    [Theory]
     [InlineData(-5.00, "total")]
     [InlineData(10.001, "total")]
     public async Task ABadAmountIsRejectedNamingTheField(double total, string field)

@@ -98,20 +98,39 @@ public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
         RuleFor(x => x.PointsToRedeem).InclusiveBetween(0, 1_000_000_000);
         RuleFor(x => x.Lines).NotNull().Must(l => l is { Count: > 0 and <= MaxLines })
             .WithMessage($"A purchase has 1 to {MaxLines} lines.");
-        RuleForEach(x => x.Lines).NotNull().WithMessage("A line may not be null.").When(x => x.Lines is { Count: <= MaxLines });
-        RuleForEach(x => x.Lines).ChildRules(line =>
+        // One rule walks the lines. FluentValidation's per-line rules (RuleForEach, ChildRules) build a
+        // validation context per line and per rule: for a three-line basket that was two thirds of the
+        // validator's time and nearly all of its allocations, on every quote and every purchase.
+        RuleFor(x => x.Lines).Custom((lines, context) => CheckLines(context.InstanceToValidate, context))
+            .When(x => x.Lines is { Count: > 0 and <= MaxLines });
+    }
+
+    private static void CheckLines(PurchaseRequest purchase, ValidationContext<PurchaseRequest> context)
+    {
+        var lines = purchase.Lines;
+        var sum = 0m;
+        var allPresent = true;
+        for (var i = 0; i < lines.Count; i++)
         {
-            line.RuleFor(l => l.Sku).NotEmpty().MaximumLength(64);
-            line.RuleFor(l => l.Category).MaximumLength(64);
-            line.RuleFor(l => l.Quantity).InclusiveBetween(1, 100_000);
-            line.RuleFor(l => l.Amount).InclusiveBetween(0, Money.MaxAmount);
-        }).When(x => x.Lines is { Count: <= MaxLines });
-        RuleForEach(x => x.Lines).Must((x, l) => l is null || Money.FitsCurrency(l.Amount, x.Currency))
-            .WithMessage("Line amount has more decimals than the currency allows.").When(x => x.Lines is { Count: <= MaxLines });
-        RuleFor(x => x.Lines)
-            .Must((x, lines) => lines.Sum(l => l.Amount) == x.Total)
-            .When(x => x.Lines is { Count: > 0 and <= MaxLines } && x.Lines.All(l => l is not null))
-            .WithMessage("The lines do not add up to the total.");
+            var line = lines[i];
+            if (line is null)
+            {
+                context.AddFailure($"lines[{i}]", "A line may not be null.");
+                allPresent = false;
+                continue;
+            }
+            if (string.IsNullOrWhiteSpace(line.Sku)) context.AddFailure($"lines[{i}].sku", "sku is required.");
+            else if (line.Sku.Length > 64) context.AddFailure($"lines[{i}].sku", "sku is at most 64 characters.");
+            if (line.Category is { Length: > 64 }) context.AddFailure($"lines[{i}].category", "category is at most 64 characters.");
+            if (line.Quantity is < 1 or > 100_000) context.AddFailure($"lines[{i}].quantity", "quantity must be 1 to 100000.");
+            if (line.Amount is < 0 or > Money.MaxAmount) context.AddFailure($"lines[{i}].amount", $"amount must be 0 to {Money.MaxAmount}.");
+            else if (!Money.FitsCurrency(line.Amount, purchase.Currency))
+            {
+                context.AddFailure($"lines[{i}].amount", "Line amount has more decimals than the currency allows.");
+            }
+            sum += line.Amount;
+        }
+        if (allPresent && sum != purchase.Total) context.AddFailure("lines", "The lines do not add up to the total.");
     }
 }
 
