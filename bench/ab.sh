@@ -5,8 +5,9 @@
 # tell (on the development VM, back-to-back closed-loop windows of the same build differ by up to 40%).
 # Both revisions are built, each gets a database of its own in one PostgreSQL cluster, migrated with its
 # own scripts and seeded by its own seeder (so a schema change is compared too), and both services take
-# the POS mix at the same time, half the clients each, in ROUNDS windows of SECONDS. Whatever the machine does to one it does to the other, so
-# the figures to read are the ratios: B's purchases over A's, and each build's CPU per purchase, its own
+# the POS mix at the same time, half the clients each, in ROUNDS windows of SECONDS. Whatever the machine
+# does to one it does to the other (but a vacuum or checkpoint of one database hits one build: read the
+# rounds, not only the sum), so the figures to read are the ratios: B's purchases over A's, and each build's CPU per purchase, its own
 # process and its own PostgreSQL backends (told apart by Application Name). Reports go to bench/results/.
 # The same revision twice compares settings: AB_ENV_A and AB_ENV_B add environment variables to one service
 # each (space-separated NAME=value, e.g. AB_ENV_B="DOTNET_gcServer=0").

@@ -299,6 +299,24 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
         Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
     }
 
+    [Fact]
+    public async Task LineAmountsWithMoreDecimalsThanTheCurrencyAreRejectedEvenWhenTheyAddUp()
+    {
+        var (member, card) = await Fx.EnrollAsync();
+        var body = new
+        {
+            storeId = Fx.BrandStoreId, receiptNumber = Fx.Unique("R"), cardNumber = card, occurredAt = Fx.Clock.Now, currency = "USD",
+            total = 15.00m, lines = new[] { new { sku = "A", quantity = 1, amount = 10.005m }, new { sku = "B", quantity = 2, amount = 4.995m } },
+            pointsToRedeem = 0,
+        };
+
+        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+
+        var problem = await AssertProblemAsync(r, HttpStatusCode.BadRequest, "validation", "lines[0].amount");
+        Assert.Equal(["lines[0].amount", "lines[1].amount"], problem.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
+    }
+
     [Theory]
     [InlineData(-5.00, "total")]
     [InlineData(10.001, "total")]

@@ -105,6 +105,9 @@ public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
             .When(x => x.Lines is { Count: > 0 and <= MaxLines });
     }
 
+    private static readonly string LineAmountRange =
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"amount must be 0 to {Money.MaxAmount}.");
+
     private static void CheckLines(PurchaseRequest purchase, ValidationContext<PurchaseRequest> context)
     {
         var lines = purchase.Lines;
@@ -123,7 +126,7 @@ public sealed class PurchaseValidator : AbstractValidator<PurchaseRequest>
             else if (line.Sku.Length > 64) context.AddFailure($"lines[{i}].sku", "sku is at most 64 characters.");
             if (line.Category is { Length: > 64 }) context.AddFailure($"lines[{i}].category", "category is at most 64 characters.");
             if (line.Quantity is < 1 or > 100_000) context.AddFailure($"lines[{i}].quantity", "quantity must be 1 to 100000.");
-            if (line.Amount is < 0 or > Money.MaxAmount) context.AddFailure($"lines[{i}].amount", $"amount must be 0 to {Money.MaxAmount}.");
+            if (line.Amount is < 0 or > Money.MaxAmount) context.AddFailure($"lines[{i}].amount", LineAmountRange);
             else if (!Money.FitsCurrency(line.Amount, purchase.Currency))
             {
                 context.AddFailure($"lines[{i}].amount", "Line amount has more decimals than the currency allows.");
