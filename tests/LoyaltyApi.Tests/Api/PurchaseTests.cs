@@ -251,18 +251,18 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
         Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE member_id = @member", new { member }));
     }
 
+    private object LinesBody(string card, decimal total, params (string Sku, int Quantity, decimal Amount)[] lines) => new
+    {
+        storeId = Fx.BrandStoreId, receiptNumber = Fx.Unique("R"), cardNumber = card, occurredAt = Fx.Clock.Now, currency = "USD",
+        total, lines = lines.Select(l => new { sku = l.Sku, quantity = l.Quantity, amount = l.Amount }), pointsToRedeem = 0,
+    };
+
     [Fact]
     public async Task LinesThatDoNotAddUpToTheTotalAreRejected()
     {
         var (_, card) = await Fx.EnrollAsync();
-        var body = new
-        {
-            storeId = Fx.BrandStoreId, receiptNumber = Fx.Unique("R"), cardNumber = card, occurredAt = Fx.Clock.Now, currency = "USD",
-            total = 30.00m, lines = new[] { new { sku = "A", quantity = 1, amount = 10.00m }, new { sku = "B", quantity = 2, amount = 15.00m } },
-            pointsToRedeem = 0,
-        };
 
-        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", LinesBody(card, 30.00m, ("A", 1, 10.00m), ("B", 2, 15.00m)));
 
         var problem = await AssertProblemAsync(r, HttpStatusCode.BadRequest, "validation", "lines");
         Assert.True(problem.GetProperty("errors").TryGetProperty("lines", out _));
@@ -303,14 +303,8 @@ public abstract class PurchaseTests(ApiFixture fx) : ApiTests(fx)
     public async Task LineAmountsWithMoreDecimalsThanTheCurrencyAreRejectedEvenWhenTheyAddUp()
     {
         var (member, card) = await Fx.EnrollAsync();
-        var body = new
-        {
-            storeId = Fx.BrandStoreId, receiptNumber = Fx.Unique("R"), cardNumber = card, occurredAt = Fx.Clock.Now, currency = "USD",
-            total = 15.00m, lines = new[] { new { sku = "A", quantity = 1, amount = 10.005m }, new { sku = "B", quantity = 2, amount = 4.995m } },
-            pointsToRedeem = 0,
-        };
 
-        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", body);
+        var r = await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", LinesBody(card, 15.00m, ("A", 1, 10.005m), ("B", 2, 4.995m)));
 
         var problem = await AssertProblemAsync(r, HttpStatusCode.BadRequest, "validation", "lines[0].amount");
         Assert.Equal(["lines[0].amount", "lines[1].amount"], problem.GetProperty("errors").EnumerateObject().Select(e => e.Name));
