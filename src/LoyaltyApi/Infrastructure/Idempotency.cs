@@ -98,8 +98,8 @@ public static class Idempotency
         writer.Flush();
         Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(input.WrittenSpan, digest);
-        // A basket of 500 long lines leaves a large buffer behind: not kept.
-        if (input.Capacity > 64 * 1024) _hashInput = null;
+        // A basket of 500 long lines leaves a large buffer behind: neither it nor the writer holding it is kept.
+        if (input.Capacity > 64 * 1024) (_hashInput, _hashWriter) = (null, null);
         return Convert.ToHexStringLower(digest);
     }
 
