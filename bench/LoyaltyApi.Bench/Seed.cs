@@ -67,18 +67,19 @@ public static class Seed
                 SELECT g, g, 'adjustment', {PointsPerMember}, g, 'bench seed', 'bench', '{created}' FROM generate_series(1, {members}) g;
                 INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
                     total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
-                    points_reversed, points_returned, request_hash, response_json)
+                    points_reversed, points_returned, lines_json, request_hash, response_json)
                 SELECT g, g, CASE WHEN g % 8 < 6 THEN 1 ELSE 2 END, g % 8 + 1, 'H' || g, g, '{created}', '{created}', 'USD',
-                    1000, 1000, 0, 0, 0, NULL, 0, 0, 0, md5(g::text) || md5(g::text), chr(123) || chr(125) FROM generate_series(1, {members}) g;
-                INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor)
-                SELECT g, 1, 'SKU-' || (g % 500), 'cat-' || (g % 20), 1, 1000, 0, 0 FROM generate_series(1, {members}) g;
+                    1000, 1000, 0, 0, 0, NULL, 0, 0, 0,
+                    json_build_array(json_build_object('lineNo', 1, 'sku', 'SKU-' || (g % 500), 'category', 'cat-' || (g % 20), 'quantity', 1,
+                        'amountMinor', 1000, 'refundedQuantity', CASE WHEN g % 20 = 0 THEN 1 ELSE 0 END,
+                        'refundedMinor', CASE WHEN g % 20 = 0 THEN 1000 ELSE 0 END))::text,
+                    md5(g::text) || md5(g::text), chr(123) || chr(125) FROM generate_series(1, {members}) g;
                 INSERT INTO refunds (id, purchase_id, member_id, store_id, refund_number, occurred_at, recorded_at, amount_minor,
                     points_reversed, points_returned, request_hash, response_json)
                 SELECT g / 20, g, g, g % 8 + 1, 'HR' || g, '{created}', '{created}', 1000, 0, 0, md5(g::text) || md5(g::text), chr(123) || chr(125)
                 FROM generate_series(20, {members}, 20) g;
                 INSERT INTO refund_lines (refund_id, line_no, quantity, amount_minor) SELECT g / 20, 1, 1, 1000 FROM generate_series(20, {members}, 20) g;
                 UPDATE purchases SET refunded_minor = 1000 WHERE id % 20 = 0;
-                UPDATE purchase_lines SET refunded_quantity = 1, refunded_minor = 1000 WHERE purchase_id % 20 = 0;
                 INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at)
                 SELECT 'client:' || (g % 8 + 1), 'H' || g, 'purchase', md5(g::text) || md5(g::text), 201, chr(123) || chr(125), '{created}' FROM generate_series(1, {members}) g;
                 """, commandTimeout: 600);
@@ -98,8 +99,7 @@ public static class Seed
                 $"INSERT INTO cards (id, card_number, member_id, status, issued_at) VALUES (@G, CAST({CardBase} + @G AS TEXT), @G, 'active', @Created)",
                 $"INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, @Created, @Expires, 'active', @Created)",
                 $"INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, @G, 'bench seed', 'bench', @Created)",
-                "INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency, total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor, points_reversed, points_returned, request_hash, response_json) VALUES (@G, @G, CASE WHEN @G % 8 < 6 THEN 1 ELSE 2 END, @G % 8 + 1, 'H' || @G, @G, @Created, @Created, 'USD', 1000, 1000, 0, 0, 0, NULL, 0, 0, 0, 'h' || @G, '{}')",
-                "INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor) VALUES (@G, 1, 'SKU-' || (@G % 500), 'cat-' || (@G % 20), 1, 1000, 0, 0)",
+                "INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency, total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor, points_reversed, points_returned, lines_json, request_hash, response_json) VALUES (@G, @G, CASE WHEN @G % 8 < 6 THEN 1 ELSE 2 END, @G % 8 + 1, 'H' || @G, @G, @Created, @Created, 'USD', 1000, 1000, 0, 0, 0, NULL, 0, 0, 0, json_array(json_object('lineNo', 1, 'sku', 'SKU-' || (@G % 500), 'category', 'cat-' || (@G % 20), 'quantity', 1, 'amountMinor', 1000, 'refundedQuantity', 0, 'refundedMinor', 0)), 'h' || @G, '{}')",
                 "INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at) VALUES ('client:' || (@G % 8 + 1), 'H' || @G, 'purchase', 'h' || @G, 201, '{}', @Created)",
             };
             foreach (var sql in statements)

@@ -1,3 +1,4 @@
+using System.Globalization;
 using DbUp;
 using DbUp.Builder;
 using DbUp.Engine;
@@ -7,7 +8,8 @@ namespace LoyaltyApi.Infrastructure;
 /// <summary>Applies the numbered scripts under /db/&lt;provider&gt; (embedded in the assembly) with DbUp.</summary>
 public static partial class Migrations
 {
-    public static DatabaseUpgradeResult Apply(Db db, bool verbose)
+    /// <param name="throughScript">Apply the scripts numbered up to this one only (tests of a script's data conversion); null applies all.</param>
+    public static DatabaseUpgradeResult Apply(Db db, bool verbose, int? throughScript = null)
     {
         var folder = db.Provider switch
         {
@@ -24,7 +26,8 @@ public static partial class Migrations
             _ => DeployChanges.To.SqlDatabase(db.ConnectionString),
         };
         builder = builder
-            .WithScriptsEmbeddedInAssembly(typeof(Migrations).Assembly, name => name.StartsWith(prefix, StringComparison.Ordinal))
+            .WithScriptsEmbeddedInAssembly(typeof(Migrations).Assembly, name => name.StartsWith(prefix, StringComparison.Ordinal)
+                && (throughScript is null || int.Parse(name.AsSpan(prefix.Length, 4), CultureInfo.InvariantCulture) <= throughScript))
             .WithTransactionPerScript();
         builder = verbose ? builder.LogToConsole() : builder.LogToNowhere();
         var result = builder.Build().PerformUpgrade();

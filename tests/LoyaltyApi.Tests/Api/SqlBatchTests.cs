@@ -14,21 +14,31 @@ namespace LoyaltyApi.Tests.Api;
 /// </summary>
 public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
 {
+    // Refund lines are the vehicle: a table with a multi-column key and no foreign keys, and rows that
+    // stay valid as long as their refund exists (the fixture checks that no row points at nothing).
     private const string InsertLineSql = """
-        INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor)
-        VALUES (@PurchaseId, @LineNo, @Sku, @Category, @Quantity, @AmountMinor, 0, 0)
+        INSERT INTO refund_lines (refund_id, line_no, quantity, amount_minor)
+        VALUES (@RefundId, @LineNo, @Quantity, @AmountMinor)
         """;
 
-    private async Task ExecuteCutBatchAsync(Db db, long purchaseId, bool commit)
+    /// <summary>A refund recorded through the API, to hang test rows on.</summary>
+    private async Task<long> RefundIdAsync()
+    {
+        var (_, card) = await Fx.EnrollAsync();
+        var purchase = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(card, 10.00m)), HttpStatusCode.Created);
+        var refund = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync($"/v1/purchases/{purchase.GetProperty("purchaseId").GetInt64()}/refunds",
+            new { refundNumber = Fx.Unique("F"), occurredAt = Fx.Clock.Now, amount = 1.00m }), HttpStatusCode.Created);
+        return refund.GetProperty("refundId").GetInt64();
+    }
+
+    private async Task ExecuteCutBatchAsync(Db db, long refundId, bool commit)
     {
         await using var connection = await db.OpenAsync(CancellationToken.None);
         await using var tx = await Db.BeginAsync(connection, CancellationToken.None);
-        // 30 rows of 6 parameters against a limit of 20: on SQLite one command per multi-row statement at most;
+        // 30 rows of 4 parameters against a limit of 10: on SQLite one command per multi-row statement at most;
         // PostgreSQL's batch goes whole (each statement numbers its own placeholders), and must be as atomic.
-        var batch = new SqlBatch(db, maxParameters: 20);
-        batch.AddRows(InsertLineSql, Enumerable.Range(100, 30)
-            .Select(n => new { PurchaseId = purchaseId, LineNo = n, Sku = $"S{n}", Category = (string?)null, Quantity = 1, AmountMinor = 100L })
-            .ToArray());
+        var batch = new SqlBatch(db, maxParameters: 10);
+        batch.AddRows(InsertLineSql, Enumerable.Range(100, 30).Select(n => Line(refundId, n)).ToArray());
         await batch.ExecuteAsync(connection, tx, CancellationToken.None);
         if (commit) await tx.CommitAsync(); else await tx.RollbackAsync();
     }
@@ -36,30 +46,25 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
     [Fact]
     public async Task ABatchOverTheParameterLimitIsSentInPiecesInsideOneTransaction()
     {
-        var (_, card) = await Fx.EnrollAsync();
-        var purchase = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(card, 10.00m)), HttpStatusCode.Created);
-        var id = purchase.GetProperty("purchaseId").GetInt64();
+        var id = await RefundIdAsync();
         var db = Fx.Factory.Services.GetRequiredService<Db>();
-        const string count = "SELECT COUNT(*) FROM purchase_lines WHERE purchase_id = @Id AND line_no >= 100";
+        const string count = "SELECT COUNT(*) FROM refund_lines WHERE refund_id = @Id AND line_no >= 100";
 
         await ExecuteCutBatchAsync(db, id, commit: false);
         Assert.Equal(0, await Fx.ScalarAsync<long>(count, new { Id = id }));
 
         await ExecuteCutBatchAsync(db, id, commit: true);
         Assert.Equal(30, await Fx.ScalarAsync<long>(count, new { Id = id }));
-        Assert.Equal(Enumerable.Range(100, 30).Select(n => $"S{n}"),
-            await Fx.QueryAsync<string>("SELECT sku FROM purchase_lines WHERE purchase_id = @Id AND line_no >= 100 ORDER BY line_no", new { Id = id }));
+        Assert.Equal(Enumerable.Range(100, 30).Select(n => n * 10L),
+            await Fx.QueryAsync<long>("SELECT amount_minor FROM refund_lines WHERE refund_id = @Id AND line_no >= 100 ORDER BY line_no", new { Id = id }));
     }
 
-    private static object Line(long purchaseId, int lineNo) =>
-        new { PurchaseId = purchaseId, LineNo = lineNo, Sku = $"S{lineNo}", Category = (string?)null, Quantity = 1, AmountMinor = 100L };
+    private static object Line(long refundId, int lineNo) => new { RefundId = refundId, LineNo = lineNo, Quantity = 1, AmountMinor = lineNo * 10L };
 
     [Fact]
     public async Task NothingRunsAfterTheBatchThatCommitsAndTheConnectionsNextTransactionCommitsAsUsual()
     {
-        var (_, card) = await Fx.EnrollAsync();
-        var purchase = await ReadAsync(await Fx.BrandPos.PostAsJsonAsync("/v1/purchases", Fx.PurchaseBody(card, 10.00m)), HttpStatusCode.Created);
-        var id = purchase.GetProperty("purchaseId").GetInt64();
+        var id = await RefundIdAsync();
         var db = Fx.Factory.Services.GetRequiredService<Db>();
         var ct = CancellationToken.None;
 
@@ -79,8 +84,8 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
                 return 0;
             }, ct);
         }
-        Assert.Equal(Enumerable.Range(200, 10).Select(n => $"S{n}"),
-            await Fx.QueryAsync<string>("SELECT sku FROM purchase_lines WHERE purchase_id = @Id AND line_no >= 200 ORDER BY line_no", new { Id = id }));
+        Assert.Equal(Enumerable.Range(200, 10),
+            await Fx.QueryAsync<int>("SELECT line_no FROM refund_lines WHERE refund_id = @Id AND line_no >= 200 ORDER BY line_no", new { Id = id }));
 
         // A statement after the committing batch would run outside the transaction on PostgreSQL: refused.
         await Assert.ThrowsAsync<InvalidOperationException>(() => Transactions.RunAsync(db, async (c, tx) =>
@@ -89,8 +94,8 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
             await new SqlBatch(db).AddRows(InsertLineSql, [Line(id, 300)]).ExecuteAsync(c, tx, ct);
             return 0;
         }, ct));
-        Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchase_lines WHERE purchase_id = @Id AND line_no = 299", new { Id = id }));
-        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchase_lines WHERE purchase_id = @Id AND line_no = 300", new { Id = id }));
+        Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM refund_lines WHERE refund_id = @Id AND line_no = 299", new { Id = id }));
+        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM refund_lines WHERE refund_id = @Id AND line_no = 300", new { Id = id }));
     }
 
     [Fact]
@@ -107,9 +112,9 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
         await other.ExecuteAsync("""
             INSERT INTO purchases (member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
                 total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
-                points_reversed, points_returned, request_hash, response_json)
+                points_reversed, points_returned, lines_json, request_hash, response_json)
             SELECT member_id, merchant_id, store_id, @Receipt, card_id, occurred_at, recorded_at, currency,
-                total_minor, amount_due_minor, 0, 0, 0, NULL, 0, 0, 0, request_hash, response_json
+                total_minor, amount_due_minor, 0, 0, 0, NULL, 0, 0, 0, lines_json, request_hash, response_json
             FROM purchases WHERE id = @Id
             """, new { Receipt = receipt, Id = recorded.GetProperty("purchaseId").GetInt64() }, tx);
 
@@ -137,6 +142,5 @@ public abstract class SqlBatchTests(ApiFixture fx) : ApiTests(fx)
         Assert.Equal(1, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchases WHERE receipt_number = @Receipt", new { Receipt = receipt }));
         Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM point_lots WHERE member_id = @Member", new { Member = member }));
         Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM ledger_entries WHERE member_id = @Member", new { Member = member }));
-        Assert.Equal(0, await Fx.ScalarAsync<long>("SELECT COUNT(*) FROM purchase_lines l JOIN purchases p ON p.id = l.purchase_id WHERE p.receipt_number = @Receipt", new { Receipt = receipt }));
     }
 }

@@ -277,7 +277,6 @@ public abstract class ApiFixture : IAsyncLifetime
                OR (p.earn_lot_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM point_lots l
                    WHERE l.id = p.earn_lot_id AND l.member_id = p.member_id AND l.purchase_id = p.id AND l.source = 'purchase'))
             """),
-        ("purchase line", "SELECT COUNT(*) FROM purchase_lines x WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.id = x.purchase_id)"),
         ("lot member/purchase", """
             SELECT COUNT(*) FROM point_lots l
             WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.id = l.member_id)

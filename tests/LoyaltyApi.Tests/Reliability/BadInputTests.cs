@@ -844,7 +844,7 @@ public static class DataSnapshot
     public static readonly string[] Tables =
     [
         "members", "cards", "purchases", "refunds", "ledger_entries", "point_lots", "merchants", "stores", "api_clients", "idempotency_keys",
-        "point_accounts", "purchase_lines", "refund_lines", "redemption_allocations", "program_settings",
+        "point_accounts", "refund_lines", "redemption_allocations", "program_settings",
     ];
 
     private static readonly (string Item, string Sql)[] Sums =
@@ -852,6 +852,8 @@ public static class DataSnapshot
         ("revoked api_clients", "SELECT COUNT(*) FROM api_clients WHERE revoked_at IS NOT NULL"),
         ("cards not active", "SELECT COUNT(*) FROM cards WHERE status <> 'active'"),
         ("purchases.refunded_minor", "SELECT COALESCE(SUM(refunded_minor), 0) FROM purchases"),
+        // A refund by lines rewrites its purchase's lines with their refunded quantities.
+        ("purchases.lines_json", "SELECT COALESCE(SUM(LENGTH(lines_json)), 0) FROM purchases"),
         ("point_lots.remaining_points", "SELECT COALESCE(SUM(remaining_points), 0) FROM point_lots"),
         ("point_accounts.debt_points", "SELECT COALESCE(SUM(debt_points), 0) FROM point_accounts"),
         ("program rules", """

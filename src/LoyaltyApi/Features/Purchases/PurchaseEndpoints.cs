@@ -192,15 +192,10 @@ public static class PurchaseEndpoints
     private const string InsertPurchaseSql = """
         INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency,
             total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor,
-            points_reversed, points_returned, request_hash, response_json)
+            points_reversed, points_returned, lines_json, request_hash, response_json)
         VALUES (@Id, @MemberId, @MerchantId, @StoreId, @ReceiptNumber, @CardId, @OccurredAt, @RecordedAt, @Currency,
             @TotalMinor, @AmountDueMinor, @PointsRedeemed, @RedeemedValueMinor, @PointsEarned, @EarnLotId, 0,
-            0, 0, @RequestHash, @ResponseJson)
-        """;
-
-    private const string InsertLineSql = """
-        INSERT INTO purchase_lines (purchase_id, line_no, sku, category, quantity, amount_minor, refunded_quantity, refunded_minor)
-        VALUES (@PurchaseId, @LineNo, @Sku, @Category, @Quantity, @AmountMinor, 0, 0)
+            0, 0, @LinesJson, @RequestHash, @ResponseJson)
         """;
 
     private const string InsertAllocationSql = """
@@ -447,12 +442,9 @@ public static class PurchaseEndpoints
             {
                 Id = purchaseId, MemberId = memberId, store.MerchantId, body.StoreId, body.ReceiptNumber, CardId = cardId, OccurredAt = occurredAt,
                 RecordedAt = now, body.Currency, basket.TotalMinor, basket.AmountDueMinor, basket.PointsRedeemed,
-                basket.RedeemedValueMinor, basket.PointsEarned, EarnLotId = earned?.Id, RequestHash = hash, ResponseJson = json,
+                basket.RedeemedValueMinor, basket.PointsEarned, EarnLotId = earned?.Id, LinesJson = ReceiptLine.ToJson(basket.Lines),
+                RequestHash = hash, ResponseJson = json,
             });
-            writes.AddRows(InsertLineSql, basket.Lines.Select(l => new
-            {
-                PurchaseId = purchaseId, l.LineNo, l.Sku, l.Category, l.Quantity, l.AmountMinor,
-            }).ToArray());
             writes.AddRows(InsertAllocationSql, allocations.Select(u => new
             {
                 MemberId = memberId, PurchaseId = purchaseId, LotId = u.Lot.Id, u.Points, u.Lot.ExpiresAt,

@@ -71,13 +71,9 @@ public static class RefundEndpoints
         public long PointsReturned { get; set; }
     }
 
-    private sealed class LineRow
+    private sealed class StoredLines
     {
-        public int LineNo { get; set; }
-        public int Quantity { get; set; }
-        public long AmountMinor { get; set; }
-        public int RefundedQuantity { get; set; }
-        public long RefundedMinor { get; set; }
+        public string LinesJson { get; set; } = "";
     }
 
     private sealed class AllocationRow
@@ -110,10 +106,9 @@ public static class RefundEndpoints
         """;
 
     private const string LinesSql = """
-        SELECT line_no, quantity, amount_minor, refunded_quantity, refunded_minor
-        FROM purchase_lines
-        WHERE purchase_id = @PurchaseId
-        ORDER BY line_no
+        SELECT lines_json
+        FROM purchases
+        WHERE id = @PurchaseId
         """;
 
     private const string AllocationsSql = """
@@ -135,12 +130,6 @@ public static class RefundEndpoints
         VALUES (@RefundId, @LineNo, @Quantity, @AmountMinor)
         """;
 
-    private const string UpdateLineSql = """
-        UPDATE purchase_lines
-        SET refunded_quantity = @RefundedQuantity, refunded_minor = @RefundedMinor
-        WHERE purchase_id = @PurchaseId AND line_no = @LineNo
-        """;
-
     private const string UpdateAllocationSql = """
         UPDATE redemption_allocations
         SET returned_points = @ReturnedPoints
@@ -150,6 +139,13 @@ public static class RefundEndpoints
     private const string UpdatePurchaseSql = """
         UPDATE purchases
         SET refunded_minor = @RefundedMinor, points_reversed = @PointsReversed, points_returned = @PointsReturned
+        WHERE id = @Id
+        """;
+
+    // A refund by lines also rewrites the lines it read under the lock, with their refunded quantities and amounts.
+    private const string UpdatePurchaseAndLinesSql = """
+        UPDATE purchases
+        SET refunded_minor = @RefundedMinor, points_reversed = @PointsReversed, points_returned = @PointsReturned, lines_json = @LinesJson
         WHERE id = @Id
         """;
 
@@ -218,7 +214,7 @@ public static class RefundEndpoints
         OpenedRead opened;
         Idempotency.Stored? stored;
         ExistingRefund? existing;
-        Dictionary<int, LineRow> lines = [];
+        List<ReceiptLine> lines = [];
         List<AllocationRow> allocations = [];
         PointLot? earnLot = null;
         // Every result set is read before any decision, so a rejection never leaves half a batch unread on the connection.
@@ -228,7 +224,7 @@ public static class RefundEndpoints
             purchase = await grid.ReadSingleAsync<PurchaseRow>();
             stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingRefund>();
-            if (readLines) lines = (await grid.ReadAsync<LineRow>()).ToDictionary(l => l.LineNo);
+            if (readLines) lines = ReceiptLine.FromJson((await grid.ReadSingleAsync<StoredLines>()).LinesJson);
             if (readAllocations) allocations = (await grid.ReadAsync<AllocationRow>()).ToList();
             if (readEarnLot) earnLot = await grid.ReadSingleOrDefaultAsync<PointLot>();
         }
@@ -252,25 +248,28 @@ public static class RefundEndpoints
         var refundable = purchase.TotalMinor - purchase.RefundedMinor;
         if (refundable <= 0) throw DomainRejection.Unprocessable("already_refunded", "The purchase is already refunded in full.", "id");
 
-        var changedLines = new List<(LineRow Line, int Quantity, long AmountMinor)>();
+        var changedLines = new List<(ReceiptLine Line, int Quantity, long AmountMinor)>();
         long amount;
         if (body.Lines is { } requested)
         {
             for (var i = 0; i < requested.Count; i++)
             {
                 var r = requested[i];
-                if (!lines.TryGetValue(r.LineNo, out var line))
+                var at = lines.FindIndex(l => l.LineNo == r.LineNo);
+                if (at < 0)
                 {
                     throw DomainRejection.Unprocessable("unknown_line", $"The purchase has no line {r.LineNo}.", $"lines[{i}].lineNo");
                 }
-                if (r.Quantity > line.Quantity - line.RefundedQuantity)
+                var line = lines[at];
+                if (r.Quantity > line.QuantityLeft)
                 {
                     throw DomainRejection.Unprocessable("refund_exceeds_line",
-                        $"Line {r.LineNo} has {line.Quantity - line.RefundedQuantity} units left to refund.", $"lines[{i}].quantity");
+                        $"Line {r.LineNo} has {line.QuantityLeft} units left to refund.", $"lines[{i}].quantity");
                 }
                 // Cumulative rounding: the last unit returned brings the line to exactly its amount.
                 var cumulative = line.AmountMinor * (line.RefundedQuantity + r.Quantity) / line.Quantity;
                 changedLines.Add((line, r.Quantity, cumulative - line.RefundedMinor));
+                lines[at] = line with { RefundedQuantity = line.RefundedQuantity + r.Quantity, RefundedMinor = cumulative };
             }
             amount = Math.Min(refundable, changedLines.Sum(l => l.AmountMinor));
         }
@@ -301,10 +300,6 @@ public static class RefundEndpoints
         foreach (var (line, quantity, lineAmount) in changedLines)
         {
             writes.Add(InsertRefundLineSql, new { RefundId = refundId, line.LineNo, Quantity = quantity, AmountMinor = lineAmount });
-            writes.Add(UpdateLineSql, new
-            {
-                PurchaseId = purchaseId, line.LineNo, RefundedQuantity = line.RefundedQuantity + quantity, RefundedMinor = line.RefundedMinor + lineAmount,
-            });
         }
 
         // Proportions are computed on the cumulative refunded share, so rounding never drifts and a
@@ -333,12 +328,20 @@ public static class RefundEndpoints
             }
         }
         account.Flush(writes);
-        writes.Add(UpdatePurchaseSql, new
+        var pointsReversed = purchase.PointsReversed + Math.Max(0, reverseTarget);
+        var pointsReturned = purchase.PointsReturned + returned;
+        if (changedLines.Count > 0)
         {
-            Id = purchaseId, RefundedMinor = refundedAfter,
-            PointsReversed = purchase.PointsReversed + Math.Max(0, reverseTarget),
-            PointsReturned = purchase.PointsReturned + returned,
-        });
+            writes.Add(UpdatePurchaseAndLinesSql, new
+            {
+                Id = purchaseId, RefundedMinor = refundedAfter, PointsReversed = pointsReversed, PointsReturned = pointsReturned,
+                LinesJson = ReceiptLine.ToJson(lines),
+            });
+        }
+        else
+        {
+            writes.Add(UpdatePurchaseSql, new { Id = purchaseId, RefundedMinor = refundedAfter, PointsReversed = pointsReversed, PointsReturned = pointsReturned });
+        }
 
         var c = purchase.Currency;
         var response = new RefundResponse(refundId, purchaseId, body.RefundNumber, c, Money.ToMajor(amount, c), Money.ToMajor(refundedAfter, c),
