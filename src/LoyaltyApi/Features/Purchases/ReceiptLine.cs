@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using LoyaltyApi.Infrastructure;
 
 namespace LoyaltyApi.Features.Purchases;
@@ -11,6 +12,7 @@ namespace LoyaltyApi.Features.Purchases;
 public sealed record ReceiptLine(int LineNo, string Sku, string? Category, int Quantity, long AmountMinor,
     int RefundedQuantity, long RefundedMinor)
 {
+    [JsonIgnore]
     public int QuantityLeft => Quantity - RefundedQuantity;
 
     public static string ToJson(IReadOnlyList<ReceiptLine> lines) => Json.Serialize(lines);
