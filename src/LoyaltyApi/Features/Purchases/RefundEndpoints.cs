@@ -69,11 +69,8 @@ public static class RefundEndpoints
         public long RefundedMinor { get; set; }
         public long PointsReversed { get; set; }
         public long PointsReturned { get; set; }
-    }
-
-    private sealed class StoredLines
-    {
-        public string LinesJson { get; set; } = "";
+        /// <summary>Read only for a refund by lines (<see cref="PurchaseWithLinesSql"/>).</summary>
+        public string? LinesJson { get; set; }
     }
 
     private sealed class AllocationRow
@@ -92,23 +89,20 @@ public static class RefundEndpoints
         public string ResponseJson { get; set; } = "";
     }
 
-    private const string PurchaseSql = """
-        SELECT id, member_id, merchant_id, store_id, currency, total_minor, points_redeemed, points_earned, earn_lot_id,
+    private const string PurchaseColumns = """
+        id, member_id, merchant_id, store_id, currency, total_minor, points_redeemed, points_earned, earn_lot_id,
                refunded_minor, points_reversed, points_returned
-        FROM purchases
-        WHERE id = @Id
         """;
+
+    private const string PurchaseSql = "SELECT " + PurchaseColumns + "\nFROM purchases\nWHERE id = @Id";
+
+    // A refund by lines reads the purchase's lines with the rest of it, under the lock.
+    private const string PurchaseWithLinesSql = "SELECT " + PurchaseColumns + ", lines_json\nFROM purchases\nWHERE id = @Id";
 
     private const string ExistingSql = """
         SELECT id, purchase_id, request_hash, response_json
         FROM refunds
         WHERE store_id = @StoreId AND refund_number = @RefundNumber
-        """;
-
-    private const string LinesSql = """
-        SELECT lines_json
-        FROM purchases
-        WHERE id = @PurchaseId
         """;
 
     private const string AllocationsSql = """
@@ -205,10 +199,9 @@ public static class RefundEndpoints
         var readEarnLot = purchase.EarnLotId is not null;
         var reads = new SqlBatch(db);
         PointsAccount.AddOpenTo(reads, purchase.MemberId, now);
-        reads.Add(PurchaseSql, new { Id = purchaseId });
+        reads.Add(readLines ? PurchaseWithLinesSql : PurchaseSql, new { Id = purchaseId });
         Idempotency.AddFindTo(reads, caller.ClientKey, key);
         reads.Add(ExistingSql, new { StoreId = storeId, body.RefundNumber });
-        if (readLines) reads.Add(LinesSql, new { PurchaseId = purchaseId });
         if (readAllocations) reads.Add(AllocationsSql, new { PurchaseId = purchaseId });
         if (readEarnLot) PointsAccount.AddLotTo(reads, purchase.EarnLotId!.Value, purchase.MemberId);
         OpenedRead opened;
@@ -222,9 +215,9 @@ public static class RefundEndpoints
         {
             opened = await PointsAccount.ReadOpenedAsync(grid);
             purchase = await grid.ReadSingleAsync<PurchaseRow>();
+            if (readLines) lines = ReceiptLine.FromJson(purchase.LinesJson!);
             stored = await Idempotency.ReadStoredAsync(grid);
             existing = await grid.ReadSingleOrDefaultAsync<ExistingRefund>();
-            if (readLines) lines = ReceiptLine.FromJson((await grid.ReadSingleAsync<StoredLines>()).LinesJson);
             if (readAllocations) allocations = (await grid.ReadAsync<AllocationRow>()).ToList();
             if (readEarnLot) earnLot = await grid.ReadSingleOrDefaultAsync<PointLot>();
         }
