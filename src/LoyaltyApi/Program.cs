@@ -25,12 +25,15 @@ ValidatorOptions.Global.DefaultRuleLevelCascadeMode = CascadeMode.Stop;
 
 builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
 builder.Services.AddOptions<PointsLifecycleOptions>().BindConfiguration(PointsLifecycleOptions.Section);
+builder.Services.AddOptions<IdempotencyOptions>().BindConfiguration(IdempotencyOptions.Section);
 builder.Services.AddSingleton<Db>();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<PointsLifecycle>();
 builder.Services.AddSingleton<ProgramCache>();
 builder.Services.AddSingleton<StoreDirectory>();
 builder.Services.AddHostedService<PointsLifecycleService>();
+builder.Services.AddSingleton<IdempotencyRetention>();
+builder.Services.AddHostedService<IdempotencyRetentionService>();
 builder.Services.AddValidatorsFromAssemblyContaining<Program>(ServiceLifetime.Singleton);
 builder.Services.AddLoyaltyAuth();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
@@ -88,6 +91,7 @@ app.MapCards().WithAuthProblems();
 app.MapPurchases().WithAuthProblems();
 app.MapBalances().WithAuthProblems();
 PointsLifecycle.MapPointsLifecycle(app).WithAuthProblems();
+IdempotencyRetention.MapIdempotencyRetention(app).WithAuthProblems();
 app.MapRuntime().WithAuthProblems();
 
 app.Run();

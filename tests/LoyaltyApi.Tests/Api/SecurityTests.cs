@@ -25,6 +25,7 @@ public abstract class SecurityTests(ApiFixture fx) : ApiTests(fx)
     [InlineData("GET", "/v1/members/1/transactions")]
     [InlineData("GET", "/v1/me")]
     [InlineData("POST", "/v1/admin/points-lifecycle/runs")]
+    [InlineData("POST", "/v1/admin/idempotency-purges")]
     public async Task EveryEndpointRefusesACallerWithoutCredentials(string method, string path)
     {
         var r = await Fx.Anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = JsonContent.Create(new { }) });
@@ -40,6 +41,7 @@ public abstract class SecurityTests(ApiFixture fx) : ApiTests(fx)
     [InlineData("GET", "/v1/members/1/transactions")]
     [InlineData("POST", "/v1/members/1/adjustments")]
     [InlineData("POST", "/v1/admin/points-lifecycle/runs")]
+    [InlineData("POST", "/v1/admin/idempotency-purges")]
     public async Task APosKeyCannotUseAdminEndpoints(string method, string path)
     {
         var r = await Fx.BrandPos.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = JsonContent.Create(new { }) });

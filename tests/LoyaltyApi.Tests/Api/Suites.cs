@@ -12,6 +12,7 @@ namespace LoyaltyApi.Tests.Api.Sqlite
     public sealed class SqlitePlatformTests(SqliteApiFixture fx) : PlatformTests(fx), IClassFixture<SqliteApiFixture>;
     public sealed class SqliteSqlBatchTests(SqliteApiFixture fx) : SqlBatchTests(fx), IClassFixture<SqliteApiFixture>;
     public sealed class SqliteListPagingTests(SqliteApiFixture fx) : ListPagingTests(fx), IClassFixture<SqliteApiFixture>;
+    public sealed class SqliteIdempotencyRetentionTests(SqliteApiFixture fx) : IdempotencyRetentionTests(fx), IClassFixture<SqliteApiFixture>;
 }
 
 namespace LoyaltyApi.Tests.Api.Postgres
@@ -32,4 +33,6 @@ namespace LoyaltyApi.Tests.Api.Postgres
     public sealed class PostgresSqlBatchTests(PostgresApiFixture fx) : SqlBatchTests(fx), IClassFixture<PostgresApiFixture>;
     [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
     public sealed class PostgresListPagingTests(PostgresApiFixture fx) : ListPagingTests(fx), IClassFixture<PostgresApiFixture>;
+    [Collection(PostgresCollection.Name), Trait("Database", "Postgres")]
+    public sealed class PostgresIdempotencyRetentionTests(PostgresApiFixture fx) : IdempotencyRetentionTests(fx), IClassFixture<PostgresApiFixture>;
 }

@@ -80,6 +80,8 @@ public abstract class ApiFixture : IAsyncLifetime
             b.UseSetting("Auth:Jwt:Issuer", JwtIssuer);
             b.UseSetting("Auth:Jwt:Audience", JwtAudience);
             b.UseSetting("PointsLifecycle:IntervalSeconds", "0");
+            // The tests run the jobs themselves, against the test clock.
+            b.UseSetting("Idempotency:PurgeIntervalSeconds", "0");
             b.UseSetting("Limits:PermitsPerSecond", PermitsPerSecond.ToString(System.Globalization.CultureInfo.InvariantCulture));
             b.UseSetting("Limits:Burst", PermitsPerSecond.ToString(System.Globalization.CultureInfo.InvariantCulture));
             b.ConfigureServices(s =>

@@ -659,6 +659,7 @@ public sealed class ValidRequests
             ["GetMe"] = async () => P(member: (await fx.EnrollAsync()).MemberId),
             ["GetMyTransactions"] = async () => P(query: new() { ["limit"] = "5" }, member: await MemberWithHistoryAsync()),
             ["RunPointsLifecycle"] = () => Parts(),
+            ["PurgeIdempotencyKeys"] = () => Parts(),
             ["GetRuntimeCounters"] = () => Parts(),
         };
     }

@@ -26,7 +26,7 @@ public abstract partial class SecurityMatrixTests(ApiFixture fx) : ApiTests(fx)
 
     /// <summary>Admin-only operations as of this writing; the suite checks whatever the metadata says, and at least these.</summary>
     private static readonly string[] KnownAdminOnly =
-        ["PutProgram", "CreateMerchant", "CreateStore", "CreateApiClient", "ListApiClients", "RevokeApiClient", "GetMemberTransactions", "AdjustPoints", "RunPointsLifecycle", "GetRuntimeCounters"];
+        ["PutProgram", "CreateMerchant", "CreateStore", "CreateApiClient", "ListApiClients", "RevokeApiClient", "GetMemberTransactions", "AdjustPoints", "RunPointsLifecycle", "PurgeIdempotencyKeys", "GetRuntimeCounters"];
 
     /// <summary>
     /// Operations a pos key may call that name a Brand merchant, store or purchase, as of this writing; at least these
