@@ -29,6 +29,9 @@ public static class Seed
         string Ts(DateTime t) => pg ? t.ToString("yyyy-MM-dd HH:mm:ss.fffffff") + "+00" : t.ToString("yyyy-MM-dd HH:mm:ss.fffffff");
         var now = DateTime.UtcNow;
         var created = Ts(now.AddDays(-30));
+        // Within the service's retention of Idempotency-Keys (30 days): keys as old as the program would be
+        // purged when the service starts, a month's backlog deleted during the bench's cold start.
+        var keysCreated = Ts(now.AddDays(-7));
         var expires = Ts(now.AddDays(300).Date);
 
         await using (var tx = await c.BeginTransactionAsync())
@@ -81,7 +84,7 @@ public static class Seed
                 INSERT INTO refund_lines (refund_id, line_no, quantity, amount_minor) SELECT g / 20, 1, 1, 1000 FROM generate_series(20, {members}, 20) g;
                 UPDATE purchases SET refunded_minor = 1000 WHERE id % 20 = 0;
                 INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at)
-                SELECT 'client:' || (g % 8 + 1), 'H' || g, 'purchase', md5(g::text) || md5(g::text), 201, chr(123) || chr(125), '{created}' FROM generate_series(1, {members}) g;
+                SELECT 'client:' || (g % 8 + 1), 'H' || g, 'purchase', md5(g::text) || md5(g::text), 201, chr(123) || chr(125), '{keysCreated}' FROM generate_series(1, {members}) g;
                 """, commandTimeout: 600);
             foreach (var table in new[] { "merchants", "stores", "api_clients", "members", "cards", "point_lots", "ledger_entries", "purchases", "refunds" })
             {
@@ -100,7 +103,7 @@ public static class Seed
                 $"INSERT INTO point_lots (id, member_id, source, granted_points, remaining_points, expired_points, reversed_points, available_at, expires_at, status, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, {PointsPerMember}, 0, 0, @Created, @Expires, 'active', @Created)",
                 $"INSERT INTO ledger_entries (id, member_id, entry_type, points, lot_id, reason, actor, created_at) VALUES (@G, @G, 'adjustment', {PointsPerMember}, @G, 'bench seed', 'bench', @Created)",
                 "INSERT INTO purchases (id, member_id, merchant_id, store_id, receipt_number, card_id, occurred_at, recorded_at, currency, total_minor, amount_due_minor, points_redeemed, redeemed_value_minor, points_earned, earn_lot_id, refunded_minor, points_reversed, points_returned, lines_json, request_hash, response_json) VALUES (@G, @G, CASE WHEN @G % 8 < 6 THEN 1 ELSE 2 END, @G % 8 + 1, 'H' || @G, @G, @Created, @Created, 'USD', 1000, 1000, 0, 0, 0, NULL, 0, 0, 0, json_array(json_object('lineNo', 1, 'sku', 'SKU-' || (@G % 500), 'category', 'cat-' || (@G % 20), 'quantity', 1, 'amountMinor', 1000, 'refundedQuantity', 0, 'refundedMinor', 0)), 'h' || @G, '{}')",
-                "INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at) VALUES ('client:' || (@G % 8 + 1), 'H' || @G, 'purchase', 'h' || @G, 201, '{}', @Created)",
+                "INSERT INTO idempotency_keys (client_key, idem_key, operation, request_hash, status_code, response_json, created_at) VALUES ('client:' || (@G % 8 + 1), 'H' || @G, 'purchase', 'h' || @G, 201, '{}', @KeysCreated)",
             };
             foreach (var sql in statements)
             {
@@ -110,6 +113,7 @@ public static class Seed
                 var g = cmd.CreateParameter(); g.ParameterName = "@G"; cmd.Parameters.Add(g);
                 var cr = cmd.CreateParameter(); cr.ParameterName = "@Created"; cr.Value = created; cmd.Parameters.Add(cr);
                 var ex = cmd.CreateParameter(); ex.ParameterName = "@Expires"; ex.Value = expires; cmd.Parameters.Add(ex);
+                var kc = cmd.CreateParameter(); kc.ParameterName = "@KeysCreated"; kc.Value = keysCreated; cmd.Parameters.Add(kc);
                 cmd.Prepare();
                 for (var i = 1; i <= members; i++)
                 {
