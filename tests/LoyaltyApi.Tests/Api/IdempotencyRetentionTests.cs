@@ -28,7 +28,7 @@ public abstract class IdempotencyRetentionTests(ApiFixture fx) : ApiTests(fx)
         var oldKey = Guid.NewGuid().ToString();
         var oldBody = Fx.PurchaseBody(card, 20.00m);
         var first = await ReadAsync(await PurchaseWithKeyAsync(oldKey, oldBody), HttpStatusCode.Created);
-        // Three hours later: the purge deletes an hour at a time, so this one is a later step of the same run.
+        // Three hours later: the purge deletes a minute at a time, so this one goes in a later step of the same run.
         Fx.Clock.Advance(TimeSpan.FromHours(3));
         var laterKey = Guid.NewGuid().ToString();
         await ReadAsync(await PurchaseWithKeyAsync(laterKey, Fx.PurchaseBody(card, 1.00m)), HttpStatusCode.Created);

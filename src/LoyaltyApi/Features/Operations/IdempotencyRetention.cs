@@ -38,10 +38,11 @@ public sealed partial class IdempotencyRetention(Db db, TimeProvider clock, IOpt
         """;
 
     /// <summary>
-    /// Rows per delete stay bounded by deleting an hour of records at a time, oldest first: the first run on
-    /// a table that grew for months does not take one transaction the size of the table.
+    /// A minute of records per delete, oldest first: at 1 000 keyed writes a second that is 60 000 rows, so
+    /// no delete becomes one transaction the size of the table, not even the first run on a table that grew
+    /// for months.
     /// </summary>
-    private static readonly TimeSpan Step = TimeSpan.FromHours(1);
+    private static readonly TimeSpan Step = TimeSpan.FromMinutes(1);
 
     public async Task<IdempotencyPurge> RunOnceAsync(CancellationToken ct)
     {
@@ -50,7 +51,7 @@ public sealed partial class IdempotencyRetention(Db db, TimeProvider clock, IOpt
         var cutoff = clock.GetUtcNow().UtcDateTime.AddDays(-days);
         long deleted = 0;
         await using var connection = await db.OpenAsync(ct);
-        // The oldest record is read again after each step, so a quiet month costs one step, not 720.
+        // The oldest record is read again after each step, so a quiet night costs one step, not hundreds.
         while (await connection.ExecuteScalarAsync<DateTime?>(new CommandDefinition(db.Sql(OldestSql), cancellationToken: ct)) is { } oldest
                && oldest < cutoff)
         {
