@@ -57,7 +57,7 @@ public sealed partial class IdempotencyRetention(Db db, TimeProvider clock, IOpt
         {
             var before = oldest + Step < cutoff ? oldest + Step : cutoff;
             var step = await connection.ExecuteAsync(new CommandDefinition(db.Sql(DeleteSql), new { Before = before }, cancellationToken: ct));
-            // Nothing deleted: another instance took this hour. It goes on with the rest; the next run catches up.
+            // Nothing deleted: another instance took this minute. It goes on with the rest; the next run catches up.
             if (step == 0) break;
             deleted += step;
         }
@@ -81,28 +81,10 @@ public sealed partial class IdempotencyRetention(Db db, TimeProvider clock, IOpt
     private static partial void LogPurged(ILogger logger, long records, int days);
 }
 
-public sealed partial class IdempotencyRetentionService(IdempotencyRetention job, IOptions<IdempotencyOptions> options, ILogger<IdempotencyRetentionService> logger)
-    : BackgroundService
+public sealed class IdempotencyRetentionService(IdempotencyRetention job, IOptions<IdempotencyOptions> options, ILogger<IdempotencyRetentionService> logger)
+    : PeriodicJob(logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var interval = options.Value.PurgeIntervalSeconds;
-        if (interval <= 0 || options.Value.RetentionDays <= 0) return;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(interval));
-        do
-        {
-            try
-            {
-                await job.RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                LogFailed(logger, e.GetType().Name);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override int IntervalSeconds => options.Value.RetentionDays > 0 ? options.Value.PurgeIntervalSeconds : 0;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Idempotency retention run failed with {ExceptionType}; it will run again")]
-    private static partial void LogFailed(ILogger logger, string exceptionType);
+    protected override Task RunOnceAsync(CancellationToken ct) => job.RunOnceAsync(ct);
 }

@@ -95,27 +95,10 @@ public sealed partial class PointsLifecycle(Db db, TimeProvider clock, IOptions<
     private static partial void LogRun(ILogger logger, int lots, long points);
 }
 
-public sealed partial class PointsLifecycleService(PointsLifecycle job, IOptions<PointsLifecycleOptions> options, ILogger<PointsLifecycleService> logger) : BackgroundService
+public sealed class PointsLifecycleService(PointsLifecycle job, IOptions<PointsLifecycleOptions> options, ILogger<PointsLifecycleService> logger)
+    : PeriodicJob(logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var interval = options.Value.IntervalSeconds;
-        if (interval <= 0) return;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(interval));
-        do
-        {
-            try
-            {
-                await job.RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                LogFailed(logger, e.GetType().Name);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override int IntervalSeconds => options.Value.IntervalSeconds;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Points lifecycle run failed with {ExceptionType}; it will run again")]
-    private static partial void LogFailed(ILogger logger, string exceptionType);
+    protected override Task RunOnceAsync(CancellationToken ct) => job.RunOnceAsync(ct);
 }
