@@ -130,16 +130,12 @@ public static class RefundEndpoints
         WHERE id = @Id
         """;
 
+    // A refund by lines also rewrites the lines it read under the lock (refunded quantities and amounts);
+    // any other refund passes no lines and leaves them as they are.
     private const string UpdatePurchaseSql = """
         UPDATE purchases
-        SET refunded_minor = @RefundedMinor, points_reversed = @PointsReversed, points_returned = @PointsReturned
-        WHERE id = @Id
-        """;
-
-    // A refund by lines also rewrites the lines it read under the lock, with their refunded quantities and amounts.
-    private const string UpdatePurchaseAndLinesSql = """
-        UPDATE purchases
-        SET refunded_minor = @RefundedMinor, points_reversed = @PointsReversed, points_returned = @PointsReturned, lines_json = @LinesJson
+        SET refunded_minor = @RefundedMinor, points_reversed = @PointsReversed, points_returned = @PointsReturned,
+            lines_json = COALESCE(@LinesJson, lines_json)
         WHERE id = @Id
         """;
 
@@ -323,18 +319,11 @@ public static class RefundEndpoints
         account.Flush(writes);
         var pointsReversed = purchase.PointsReversed + Math.Max(0, reverseTarget);
         var pointsReturned = purchase.PointsReturned + returned;
-        if (changedLines.Count > 0)
+        writes.Add(UpdatePurchaseSql, new
         {
-            writes.Add(UpdatePurchaseAndLinesSql, new
-            {
-                Id = purchaseId, RefundedMinor = refundedAfter, PointsReversed = pointsReversed, PointsReturned = pointsReturned,
-                LinesJson = ReceiptLine.ToJson(lines),
-            });
-        }
-        else
-        {
-            writes.Add(UpdatePurchaseSql, new { Id = purchaseId, RefundedMinor = refundedAfter, PointsReversed = pointsReversed, PointsReturned = pointsReturned });
-        }
+            Id = purchaseId, RefundedMinor = refundedAfter, PointsReversed = pointsReversed, PointsReturned = pointsReturned,
+            LinesJson = changedLines.Count > 0 ? ReceiptLine.ToJson(lines) : null,
+        });
 
         var c = purchase.Currency;
         var response = new RefundResponse(refundId, purchaseId, body.RefundNumber, c, Money.ToMajor(amount, c), Money.ToMajor(refundedAfter, c),
